@@ -1,0 +1,109 @@
+//! The command line: one binary, one subcommand per operator task.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Config;
+use crate::server;
+use crate::store::checkpoint::CheckpointFile;
+use crate::store::{replay, verify};
+
+#[derive(Debug, Parser)]
+#[command(name = "audittrail", version, about = "Audit and governance service for AI agents")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (HTTP API) on AUDITTRAIL_BIND.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Walk the event log's hash chain; exits non-zero naming the first bad record.
+    Verify,
+    /// Rebuild the read models (trace summaries) from the event log. Stop the server first.
+    Replay,
+    /// Load generator: post batches of realistic events and report events/s and latency.
+    Bench(crate::loadgen::BenchArgs),
+}
+
+/// What the process should exit with.
+pub type ExitCode = std::process::ExitCode;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(cli.config.bind).await?;
+            let service = server::build(cli.config).await?;
+            tracing::info!(addr = %listener.local_addr()?, version = crate::web::ops::VERSION, "AuditTrail listening");
+            service.serve(listener, server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
+            let store = server::open_store(&cli.config, &resolved).await?;
+            println!("migrated {}", store.path().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify => {
+            let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
+            let store = server::open_store(&cli.config, &resolved).await?;
+            let total = verify::count_records(&store.readers).await?;
+            let bar = progress_bar(total, "verifying");
+            let checkpoint = CheckpointFile::beside(store.path()).read()?;
+            let result = verify::verify(&store.readers, &server::chain_key(&resolved), checkpoint.as_ref(), |n| bar.set_position(n)).await;
+            bar.finish_and_clear();
+            match result {
+                Ok(r) => {
+                    println!(
+                        "ok: {} records verified (seq {}..={}), {} erased, checkpoint {}",
+                        r.records,
+                        r.base_seq + 1,
+                        r.head_seq,
+                        r.erased,
+                        checkpoint.map(|c| format!("at seq {} matches", c.seq)).unwrap_or_else(|| "absent".into())
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(verify::VerifyError::Fault(fault)) => {
+                    eprintln!("TAMPERED: {fault}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(verify::VerifyError::Store(e)) => Err(e.into()),
+            }
+        }
+        Command::Replay => {
+            let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
+            let store = server::open_store(&cli.config, &resolved).await?;
+            let total = verify::count_records(&store.readers).await?;
+            let bar = progress_bar(total, "replaying");
+            let report = replay::rebuild(&store, |n| bar.set_position(n)).await?;
+            bar.finish_and_clear();
+            println!("rebuilt {} trace summaries from {} span records", report.traces, report.records);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            let report = crate::loadgen::run(args).await?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("static progress template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,265 @@
+//! Configuration: one struct, read once from the environment (or flags), validated once.
+//!
+//! Each field's doc is the operator's manual; the README's configuration table mirrors it.
+//! Nothing else in the crate reads `std::env`. Secrets never appear in `Debug` output or logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The deployment guide's default secret; refused in production.
+pub const DEFAULT_SECRET_KEY: &str = "dev-secret-key-change-in-production";
+
+/// A secret string whose `Debug` shows nothing.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_owned()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Key material for the event chain's HMAC links and pseudonyms. At least 32 bytes in
+    /// production (`openssl rand -hex 32`). Changing it makes existing links unverifiable.
+    #[arg(long, env = "AUDITTRAIL_SECRET_KEY", hide_env_values = true, value_parser = parse_secret, default_value = DEFAULT_SECRET_KEY, hide_default_value = true)]
+    pub secret_key: Secret,
+
+    /// Read the secret key from this file instead (Docker/Kubernetes secrets).
+    #[arg(long, env = "AUDITTRAIL_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// Database. Unset: embedded SQLite at `$AUDITTRAIL_DATA_DIR/audittrail.db`. SQLAlchemy-style
+    /// URLs are accepted with SQLAlchemy's meaning: `sqlite+aiosqlite:///data/audittrail.db` is
+    /// the relative path `data/audittrail.db`, `sqlite:////var/lib/x.db` is absolute.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = parse_secret)]
+    pub database_url: Option<Secret>,
+
+    /// Read `DATABASE_URL` from this file instead.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+
+    /// `development` or `production`. Production refuses to start with unsafe settings.
+    #[arg(long, env = "AUDITTRAIL_ENVIRONMENT", value_enum, default_value = "development")]
+    pub environment: Environment,
+
+    /// Verbose error details. Refused in production.
+    #[arg(long, env = "AUDITTRAIL_DEBUG", default_value_t = false, action = clap::ArgAction::Set)]
+    pub debug: bool,
+
+    /// Allowed CORS origins, a JSON list (`["https://audit.example.com"]`). `*` is refused in
+    /// production.
+    #[arg(long, env = "AUDITTRAIL_CORS_ORIGINS", default_value = "[]")]
+    pub cors_origins: String,
+
+    /// Address to listen on.
+    #[arg(long, env = "AUDITTRAIL_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    /// Directory for the embedded database, chain checkpoints and reports.
+    #[arg(long, env = "AUDITTRAIL_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Directory of constitutional rules (`*.rhai`). Read only; AuditTrail never writes to it.
+    #[arg(long, env = "AUDITTRAIL_RULES_DIR", default_value = "rules")]
+    pub rules_dir: PathBuf,
+
+    /// Redact personal data before anything is stored. Keep it on.
+    #[arg(long, env = "AUDITTRAIL_PII_REDACTION_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pii_redaction_enabled: bool,
+
+    /// Days to keep events (used by retention sweeps).
+    #[arg(long, env = "AUDITTRAIL_RETENTION_DAYS", default_value_t = 90)]
+    pub retention_days: u32,
+
+    /// Log as JSON lines (for log aggregation) instead of human-readable text.
+    #[arg(long, env = "AUDITTRAIL_JSON_LOGS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub json_logs: bool,
+
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, env = "AUDITTRAIL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most events in one ingest batch (422 beyond).
+    #[arg(long, env = "AUDITTRAIL_MAX_BATCH_EVENTS", default_value_t = 1000)]
+    pub max_batch_events: usize,
+
+    /// Append requests that may wait for the writer before ingest answers 503 + Retry-After.
+    #[arg(long, env = "AUDITTRAIL_WRITER_QUEUE", default_value_t = 512)]
+    pub writer_queue: usize,
+
+    /// Most events the writer commits in one transaction.
+    #[arg(long, env = "AUDITTRAIL_WRITER_BATCH_EVENTS", default_value_t = 4096)]
+    pub writer_batch_events: usize,
+
+    /// Reader connections to the database.
+    #[arg(long, env = "AUDITTRAIL_READ_POOL_SIZE", default_value_t = 8)]
+    pub read_pool_size: u32,
+
+    /// Seconds before a request is answered 408 (ingest includes the wait for durability).
+    #[arg(long, env = "AUDITTRAIL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT before exiting.
+    #[arg(long, env = "AUDITTRAIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Where the event log lives, resolved from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    Postgres,
+}
+
+/// Settings derived from [`Config`] once every check passed.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub secret_key: Secret,
+    pub database: DatabaseTarget,
+    pub cors_origins: Vec<String>,
+}
+
+impl Config {
+    /// Checks everything and reports every problem at once.
+    pub fn resolve(&self) -> Result<Resolved, Vec<String>> {
+        let mut problems = Vec::new();
+        let secret_key = match &self.secret_key_file {
+            Some(path) => read_secret_file("AUDITTRAIL_SECRET_KEY_FILE", path, &mut problems),
+            None => Some(self.secret_key.clone()),
+        };
+        let url = match &self.database_url_file {
+            Some(path) => read_secret_file("DATABASE_URL_FILE", path, &mut problems),
+            None => self.database_url.clone(),
+        };
+        let database = match resolve_database(url.as_ref().map(Secret::expose), &self.data_dir) {
+            Ok(db) => Some(db),
+            Err(e) => {
+                problems.push(format!("DATABASE_URL: {e}"));
+                None
+            }
+        };
+        let cors_origins = match serde_json::from_str::<Vec<String>>(&self.cors_origins) {
+            Ok(list) => list,
+            Err(_) => {
+                problems.push("AUDITTRAIL_CORS_ORIGINS: must be a JSON list of origins, e.g. [\"https://audit.example.com\"]".into());
+                Vec::new()
+            }
+        };
+        if self.environment == Environment::Production {
+            if let Some(key) = &secret_key {
+                if key.expose() == DEFAULT_SECRET_KEY {
+                    problems.push("AUDITTRAIL_SECRET_KEY: the default key is not allowed in production (generate one with `openssl rand -hex 32`)".into());
+                } else if key.expose().len() < 32 {
+                    problems.push("AUDITTRAIL_SECRET_KEY: must be at least 32 bytes in production".into());
+                }
+            }
+            if self.debug {
+                problems.push("AUDITTRAIL_DEBUG: must be false in production".into());
+            }
+            if cors_origins.iter().any(|o| o.trim() == "*") {
+                problems.push("AUDITTRAIL_CORS_ORIGINS: `*` is not allowed in production; list your origins".into());
+            }
+        }
+        if self.max_batch_events == 0 || self.writer_queue == 0 || self.writer_batch_events == 0 {
+            problems.push("AUDITTRAIL_MAX_BATCH_EVENTS, AUDITTRAIL_WRITER_QUEUE and AUDITTRAIL_WRITER_BATCH_EVENTS must be positive".into());
+        }
+        match (secret_key, database, problems.is_empty()) {
+            (Some(secret_key), Some(database), true) => Ok(Resolved { secret_key, database, cors_origins }),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn read_secret_file(var: &str, path: &Path, problems: &mut Vec<String>) -> Option<Secret> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(Secret(text.trim_end_matches(['\n', '\r']).to_owned())),
+        Err(e) => {
+            problems.push(format!("{var}: cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// Resolves `DATABASE_URL` to a target. SQLite URLs follow SQLAlchemy: three slashes then a
+/// relative path, four slashes for an absolute one; the driver suffix (`+aiosqlite`) is ignored.
+pub fn resolve_database(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTarget, String> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(DatabaseTarget::Sqlite(data_dir.join("audittrail.db")));
+    };
+    let (scheme, rest) = url.split_once(':').ok_or("expected a URL such as sqlite:///data/audittrail.db")?;
+    let driver = scheme.split('+').next().unwrap_or(scheme);
+    match driver {
+        "sqlite" => {
+            let rest = rest.split('?').next().unwrap_or(rest);
+            let path = if let Some(p) = rest.strip_prefix("///") {
+                // sqlite:///relative or sqlite:////absolute (the fourth slash starts the path).
+                p
+            } else if let Some(p) = rest.strip_prefix("//") {
+                if p.is_empty() {
+                    return Err("an in-memory SQLite database cannot hold a durable log; give a file path".into());
+                }
+                return Err("SQLite URLs take the form sqlite:///relative/path.db or sqlite:////absolute/path.db".into());
+            } else {
+                rest
+            };
+            if path.is_empty() || path == ":memory:" {
+                return Err("an in-memory SQLite database cannot hold a durable log; give a file path".into());
+            }
+            Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+        }
+        "postgres" | "postgresql" => Ok(DatabaseTarget::Postgres),
+        _ => Err("unsupported scheme; use sqlite:///path or postgres://…".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(url: &str) -> PathBuf {
+        match resolve_database(Some(url), Path::new("data")).expect("resolves") {
+            DatabaseTarget::Sqlite(p) => p,
+            other => panic!("expected sqlite, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sqlalchemy_urls_keep_their_meaning() {
+        assert_eq!(sqlite("sqlite+aiosqlite:///data/audittrail.db"), PathBuf::from("data/audittrail.db"));
+        assert_eq!(sqlite("sqlite+aiosqlite:////app/data/audittrail.db"), PathBuf::from("/app/data/audittrail.db"));
+        assert_eq!(sqlite("sqlite:///x.db?mode=rwc"), PathBuf::from("x.db"));
+        assert_eq!(sqlite("sqlite:x.db"), PathBuf::from("x.db"));
+        assert_eq!(resolve_database(None, Path::new("d")), Ok(DatabaseTarget::Sqlite(PathBuf::from("d/audittrail.db"))));
+        assert_eq!(resolve_database(Some("postgresql+asyncpg://u:p@h/db"), Path::new("d")), Ok(DatabaseTarget::Postgres));
+    }
+
+    #[test]
+    fn memory_and_host_forms_are_refused() {
+        for bad in ["sqlite://", "sqlite:///:memory:", "sqlite://host/x.db", "mysql://x", "nonsense"] {
+            assert!(resolve_database(Some(bad), Path::new("d")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(..)");
+    }
+}

@@ -1,0 +1,51 @@
+//! `POST /api/v1/traces`: a batch of native trace events, acknowledged once durable.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::body::{parse_json, read_limited};
+use crate::pipeline::IngestError;
+use crate::store::AppendError;
+use crate::web::AppState;
+use crate::web::error::ApiError;
+
+/// Until API keys exist every event belongs to this project.
+pub const DEFAULT_PROJECT: &str = "default";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/traces", post(post_traces))
+}
+
+async fn post_traces(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let bytes = read_limited(req.into_body(), state.config.max_body_bytes).await?;
+    let body = parse_json(&bytes)?;
+    drop(bytes);
+    let outcome = state.pipeline.ingest(&state.writer, DEFAULT_PROJECT, &body, "http").await.map_err(ingest_error)?;
+    let accepted = outcome.event_ids.len();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "accepted": accepted,
+            "duplicates": outcome.duplicates,
+            "event_ids": outcome.event_ids,
+            "violations": [],
+        })),
+    )
+        .into_response())
+}
+
+/// Maps pipeline failures to API errors; shared by every door.
+pub fn ingest_error(e: IngestError) -> ApiError {
+    match e {
+        IngestError::Invalid(errors) => ApiError::validation(errors),
+        IngestError::Append(AppendError::Busy) => {
+            ApiError::unavailable("overloaded", "the write queue is full; retry after the indicated delay", 1)
+        }
+        IngestError::Append(AppendError::Closed) => ApiError::unavailable("shutting_down", "the server is shutting down", 5),
+        IngestError::Append(AppendError::Store(cause)) => ApiError::internal(cause),
+    }
+}

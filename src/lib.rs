@@ -1,0 +1,36 @@
+//! AuditTrail: an audit and governance service for AI agents.
+//!
+//! Every trace event takes one path, whatever door it came in by:
+//!
+//! ```text
+//!  HTTP POST /api/v1/traces ─┐
+//!  WebSocket /ws/ingest ─────┼─► normalize ─► redact ─► evaluate rules ─► append ─► publish
+//!  OTLP/HTTP /v1/traces ─────┘   (event)      (redact)   (rules)            (store)    (feed)
+//! ```
+//!
+//! Layout — the folder tree is the pipeline:
+//! - [`event`]: the canonical `TraceEvent` and its validation (*normalize*).
+//! - [`redact`]: removes personal data; the only producer of `RedactedEvent`.
+//! - [`store`]: the hash-chained event log, its single group-committing writer, projections,
+//!   queries, `verify` and `replay`.
+//! - [`pipeline`]: the one module that wires the stages together.
+//! - [`ingest`]: the doors, each decoding its wire format into the pipeline.
+//! - [`web`]: the router, shared state, query and operations routes.
+//! - [`config`], [`server`], [`cli`]: configuration, start-up/shutdown, the command line.
+//! - [`loadgen`]: the load generator behind the README's figures.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod ingest;
+pub mod loadgen;
+pub mod pipeline;
+pub mod redact {
+    //! Redaction stage (the detector itself lands in this module).
+    pub mod event;
+    pub mod stage;
+    pub use stage::RedactionStage;
+}
+pub mod server;
+pub mod store;
+pub mod web;

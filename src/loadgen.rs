@@ -1,0 +1,203 @@
+//! `audittrail bench`: the load generator behind the README's throughput figures.
+//!
+//! Opens `--connections` keep-alive connections, each posting batches of `--batch` realistic
+//! ~1 KB events (LLM calls, tool calls, retrievals, answers) as fast as acknowledgements come
+//! back, for `--duration` seconds after a warm-up. Every batch gets a fresh trace id so the
+//! projection sees realistic trace churn. Prints events/s and request latency percentiles.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Events per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Unmeasured warm-up seconds.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
+}
+
+#[derive(Debug)]
+pub struct BenchReport {
+    pub events: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub busy: u64,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub event_bytes: usize,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.0} events/s ({} events in {:.1} s, {} requests, ~{} B/event), latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms, {} errors, {} busy (503)",
+            self.events as f64 / self.seconds,
+            self.events,
+            self.seconds,
+            self.requests,
+            self.event_bytes,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.errors,
+            self.busy
+        )
+    }
+}
+
+/// A realistic agent step of about 1 KB of JSON.
+pub fn sample_event(trace: &str, i: usize) -> Value {
+    let start = format!("2026-11-22T10:{:02}:{:02}.{:03}Z", (i / 60) % 60, i % 60, i % 1000);
+    let end = format!("2026-11-22T10:{:02}:{:02}.{:03}Z", (i / 60) % 60, i % 60, (i % 1000).min(998) + 1);
+    let common = |kind: &str, name: &str| {
+        json!({
+            "trace_id": trace, "span_id": format!("{trace}-{i:04}"),
+            "parent_span_id": if i == 0 { Value::Null } else { json!(format!("{trace}-0000")) },
+            "kind": kind, "name": name, "agent": "support-bot", "session_id": format!("sess-{}", &trace[..8]),
+            "start_time": start, "end_time": end, "status": "ok",
+        })
+    };
+    let mut e = match i % 4 {
+        0 => {
+            let mut e = common("llm", "chat.completions");
+            e["model"] = json!("gpt-4o-mini");
+            e["input"] = json!({"messages": [
+                {"role": "system", "content": "You are a helpful support assistant for an online bookstore. Answer briefly and cite the order record you used."},
+                {"role": "user", "content": "Hi, my order from last Tuesday still shows as processing. Could you check what is going on and whether it will arrive before the weekend?"}
+            ]});
+            e["output"] = json!({"role": "assistant", "content": "I checked order 48213: it left the warehouse this morning and the carrier estimates delivery on Friday. You will get a tracking link by email shortly."});
+            e["usage"] = json!({"input_tokens": 412, "output_tokens": 58, "cost_usd": 0.000097});
+            e
+        }
+        1 => {
+            let mut e = common("tool", "lookup_order");
+            e["input"] = json!({"order_id": 48213, "fields": ["status", "carrier", "eta", "items"]});
+            e["output"] = json!({"status": "shipped", "carrier": "DHL", "eta": "2026-11-27", "items": [{"sku": "BK-1142", "title": "Designing Data-Intensive Applications", "qty": 1}], "warehouse": "LEJ-2"});
+            e["attributes"] = json!({"tool.version": "2.3.1", "http.status_code": 200, "latency_bucket": "fast"});
+            e
+        }
+        2 => {
+            let mut e = common("retrieval", "kb.search");
+            e["input"] = json!({"query": "shipping delays carrier handover weekend delivery policy", "top_k": 3});
+            e["output"] = json!({"documents": [
+                {"id": "kb-311", "url": "https://help.example.com/shipping/delays", "score": 0.82, "snippet": "Orders handed to the carrier before noon usually arrive within two business days."},
+                {"id": "kb-207", "url": "https://help.example.com/shipping/weekend", "score": 0.77, "snippet": "Weekend delivery is available in selected regions for an extra fee."}
+            ]});
+            e
+        }
+        _ => {
+            let mut e = common("answer", "final_answer");
+            e["output"] = json!({"content": "Your order 48213 shipped this morning with DHL and should arrive on Friday, see https://help.example.com/shipping/delays for how handovers work. Weekend delivery is possible in some regions for a fee."});
+            e["attributes"] = json!({"sources_cited": 1, "confidence": 0.91});
+            e
+        }
+    };
+    e["attributes"]["bench"] = json!(true);
+    e
+}
+
+/// One batch body with a placeholder trace id, rendered once and specialised per request.
+fn batch_template(n: usize) -> String {
+    let events: Vec<Value> = (0..n).map(|i| sample_event("TRACEIDTRACEIDTRACEIDTRACEID0000", i)).collect();
+    json!({ "events": events }).to_string()
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
+    let template = Arc::new(batch_template(args.batch.max(1)));
+    let event_bytes = template.len() / args.batch.max(1);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let url = format!("{}/api/v1/traces", args.url.trim_end_matches('/'));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..args.connections.max(1) {
+        let (client, url, template, measuring, stop) =
+            (client.clone(), url.clone(), template.clone(), measuring.clone(), stop.clone());
+        let batch = args.batch.max(1) as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let (mut events, mut errors, mut busy) = (0u64, 0u64, 0u64);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let trace = format!("{:016x}{:08x}{:08x}", std::process::id() as u64 * 1_000_003 + worker as u64, n as u32, worker as u32);
+                let body = template.replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
+                let t = Instant::now();
+                let resp = client.post(&url).header("content-type", "application/json").body(body).send().await;
+                let ok = match resp {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        let _ = r.bytes().await;
+                        true
+                    }
+                    Ok(r) => {
+                        if r.status().as_u16() == 503 {
+                            busy += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        } else {
+                            errors += 1;
+                        }
+                        false
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        false
+                    }
+                };
+                if measuring.load(Ordering::Relaxed) {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    if ok {
+                        events += batch;
+                    }
+                }
+            }
+            (lat, events, errors, busy)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration.max(1))).await;
+    measuring.store(false, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let (mut events, mut errors, mut busy) = (0, 0, 0);
+    for t in tasks {
+        let (l, e, er, b) = t.await?;
+        lat.extend(l);
+        events += e;
+        errors += er;
+        busy += b;
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
+    Ok(BenchReport {
+        events,
+        requests: lat.len() as u64,
+        errors,
+        busy,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().copied().unwrap_or(0.0),
+        event_bytes,
+    })
+}

@@ -1,0 +1,23 @@
+//! The `audittrail` binary: parse configuration, start logging, hand over to the library.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = audittrail::cli::Cli::parse();
+    let filter = EnvFilter::try_from_env("AUDITTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.config.json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    match audittrail::cli::run(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

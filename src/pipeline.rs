@@ -1,0 +1,98 @@
+//! The one place the stages are wired: normalize → redact → (evaluate) → append.
+//!
+//! Doors (HTTP, WebSocket, OTLP) decode their wire format into JSON values or [`TraceEvent`]s
+//! and hand them here; nothing after this point knows which door an event came in by.
+//! A batch is all-or-nothing: if any event fails validation or redaction, nothing of the
+//! batch is stored and the error names every failing path.
+
+use serde_json::Value;
+
+use crate::event::{self, FieldError, Limits, TraceEvent};
+use crate::redact::RedactionStage;
+use crate::redact::event::RedactedEvent;
+use crate::store::{AppendError, AppendOutcome, WriterHandle};
+
+/// At most this many field errors are reported for one batch.
+const MAX_REPORTED_ERRORS: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid batch")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
+pub struct Pipeline {
+    pub limits: Limits,
+    pub max_batch_events: usize,
+    pub redaction: RedactionStage,
+}
+
+impl Pipeline {
+    /// Validates a native batch `{"events": [...]}` into canonical events.
+    pub fn normalize_batch(&self, body: &Value) -> Result<Vec<TraceEvent>, Vec<FieldError>> {
+        let fail = |path: &str, message: &str| vec![FieldError { path: path.into(), message: message.into() }];
+        let Some(obj) = body.as_object() else {
+            return Err(fail("$", "must be a JSON object with an `events` array"));
+        };
+        let events = match obj.get("events") {
+            Some(Value::Array(events)) => events,
+            Some(_) => return Err(fail("events", "must be an array")),
+            None => return Err(fail("events", "is required")),
+        };
+        if events.is_empty() {
+            return Err(fail("events", "must contain at least one event"));
+        }
+        if events.len() > self.max_batch_events {
+            return Err(fail("events", &format!("more than {} events in one batch; split it", self.max_batch_events)));
+        }
+        let mut out = Vec::with_capacity(events.len());
+        let mut errors = Vec::new();
+        for (i, v) in events.iter().enumerate() {
+            match event::parse_event(v, &format!("events[{i}]"), &self.limits, new_event_id) {
+                Ok(e) => out.push(e),
+                Err(mut errs) => errors.append(&mut errs),
+            }
+            if errors.len() >= MAX_REPORTED_ERRORS {
+                errors.truncate(MAX_REPORTED_ERRORS);
+                break;
+            }
+        }
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+
+    /// Redacts every event; fails closed (the whole batch) if any event cannot be redacted.
+    pub fn redact(&self, events: Vec<TraceEvent>) -> Result<Vec<RedactedEvent>, Vec<FieldError>> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut errors = Vec::new();
+        for (i, e) in events.into_iter().enumerate() {
+            match self.redaction.redact_event(e) {
+                Ok(r) => out.push(r),
+                Err(err) => errors.push(FieldError { path: format!("events[{i}]"), message: err.to_string() }),
+            }
+        }
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+
+    /// The whole path for one native batch; resolves once the events are durable.
+    pub async fn ingest(
+        &self,
+        writer: &WriterHandle,
+        project: &str,
+        body: &Value,
+        door: &'static str,
+    ) -> Result<AppendOutcome, IngestError> {
+        let events = self.normalize_batch(body).map_err(IngestError::Invalid)?;
+        let events = self.redact(events).map_err(IngestError::Invalid)?;
+        let n = events.len();
+        let outcome = writer.append(project.to_owned(), events).await?;
+        metrics::counter!("audittrail_events_accepted_total", "door" => door).increment(n as u64);
+        Ok(outcome)
+    }
+}
+
+/// Time-ordered ids (UUIDv7) for events that came without one.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,214 @@
+//! The detection engine: runs every detector over a text and resolves overlaps.
+//!
+//! Input: a `&str` (and, for JSON fields, the field's key as context). Output: sorted,
+//! disjoint [`Detection`]s in byte offsets of the input. Detectors push candidate
+//! [`Hit`]s; the highest-priority (then longest) candidate wins an overlap. Text with
+//! backslash escapes is scanned in its decoded form and spans are mapped back.
+//! Invariant: the engine is immutable after [`Redactor::new`], so it is `Send + Sync`.
+
+use std::borrow::Cow;
+
+use super::{
+    address, dates, detectors, escapes, names, replace, rules, secrets, Detection, PiiType,
+    RedactError, RedactorConfig, Replacement, TypeCounts,
+};
+
+/// A candidate finding before overlap resolution.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hit {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) kind: PiiType,
+}
+
+impl Hit {
+    pub(super) fn new(start: usize, end: usize, kind: PiiType) -> Self {
+        Hit { start, end, kind }
+    }
+}
+
+/// The redactor: every automaton compiled once, shared read-only (wrap it in an `Arc`).
+pub struct Redactor {
+    /// `enabled[i]` is false for types the operator disabled (index in `PiiType::ALL`).
+    enabled: [bool; 10],
+    replacement: Replacement,
+    structured: detectors::Structured,
+    secrets: secrets::Secrets,
+    addresses: address::Addresses,
+    dates: dates::Dates,
+    names: names::Names,
+    rules: rules::Compiled,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("enabled", &self.enabled)
+            .field("replacement", &self.replacement)
+            .finish_non_exhaustive()
+    }
+}
+
+fn type_index(t: PiiType) -> usize {
+    PiiType::ALL.iter().position(|x| *x == t).unwrap_or(0)
+}
+
+impl Redactor {
+    /// Compile all detectors and the operator's rules. Errors list every bad rule.
+    pub fn new(cfg: RedactorConfig) -> Result<Self, RedactError> {
+        if let Replacement::Pseudonym { key } = &cfg.replacement {
+            if key.is_empty() {
+                return Err(RedactError::EmptyKey);
+            }
+        }
+        let mut enabled = [true; 10];
+        for t in &cfg.disabled_types {
+            enabled[type_index(*t)] = false;
+        }
+        Ok(Redactor {
+            enabled,
+            rules: rules::Compiled::new(&cfg.extra)?,
+            replacement: cfg.replacement,
+            structured: detectors::Structured::new(),
+            secrets: secrets::Secrets::new(),
+            addresses: address::Addresses::new(),
+            dates: dates::Dates::new(),
+            names: names::Names::new(),
+        })
+    }
+
+    /// Find PII in `text`: byte spans, sorted, non-overlapping.
+    pub fn detect(&self, text: &str) -> Vec<Detection> {
+        self.detect_in_field(None, text)
+    }
+
+    /// Like [`Redactor::detect`], with the JSON key the string was found under as extra
+    /// context (`"dob": "1990-01-02"` is a birth date even when the key is not in the string).
+    pub fn detect_in_field(&self, key: Option<&str>, text: &str) -> Vec<Detection> {
+        if text.len() < 2 {
+            return Vec::new();
+        }
+        match escapes::decode(text) {
+            None => self.detect_plain(key, text),
+            Some(dec) => {
+                let mut out = self.detect_plain(key, &dec.text);
+                for d in &mut out {
+                    let (s, e) = dec.to_original(d.start, d.end);
+                    d.start = s;
+                    d.end = e;
+                }
+                out.retain(|d| d.end > d.start);
+                out
+            }
+        }
+    }
+
+    fn detect_plain(&self, key: Option<&str>, text: &str) -> Vec<Detection> {
+        let mut hits = Vec::new();
+        self.secrets.scan(text, &mut hits);
+        self.structured.scan(text, &mut hits);
+        self.dates.scan(text, &mut hits);
+        self.addresses.scan(text, &mut hits);
+        self.names.scan(text, &mut hits);
+        self.rules.scan(text, &mut hits);
+        if let Some(k) = key {
+            field_hits(k, text, self, &mut hits);
+        }
+        hits.retain(|h| h.end > h.start && self.enabled[type_index(h.kind)]);
+        resolve(hits)
+    }
+
+    /// Redact `text`, adding one count per detection. Borrowed when nothing was found.
+    pub fn redact_str<'a>(&self, text: &'a str, counts: &mut TypeCounts) -> Cow<'a, str> {
+        self.redact_field(None, text, counts)
+    }
+
+    /// [`Redactor::redact_str`] with the JSON key as context (see [`Redactor::detect_in_field`]).
+    pub fn redact_field<'a>(
+        &self,
+        key: Option<&str>,
+        text: &'a str,
+        counts: &mut TypeCounts,
+    ) -> Cow<'a, str> {
+        let found = self.detect_in_field(key, text);
+        if found.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(self.apply(text, &found, counts))
+    }
+
+    /// Replace the given detections (sorted, disjoint byte spans of `text`).
+    pub fn apply(&self, text: &str, found: &[Detection], counts: &mut TypeCounts) -> String {
+        replace::apply(&self.replacement, text, found, counts)
+    }
+}
+
+/// Key-driven rules for a JSON field: the key names what the whole value is.
+fn field_hits(key: &str, text: &str, r: &Redactor, hits: &mut Vec<Hit>) {
+    let k = key.to_ascii_lowercase();
+    let whole = |kind| Hit::new(0, text.trim_end().len(), kind);
+    if secrets::is_secret_key(&k) && secrets::plausible_secret_value(text) {
+        hits.push(whole(PiiType::ApiKey));
+    } else if dates::is_dob_key(&k) {
+        r.dates.scan_as_dob(text, hits);
+    } else if names::is_person_key(&k) {
+        r.names.scan_value(text, hits);
+    } else if k.contains("ssn") || k.contains("social_security") {
+        detectors::bare_ssn(text, hits);
+    }
+}
+
+/// Keep the best candidate of each overlapping group: higher type priority, then longer,
+/// then earlier. Output sorted by start.
+pub(super) fn resolve(mut hits: Vec<Hit>) -> Vec<Detection> {
+    hits.sort_by(|a, b| {
+        b.kind
+            .priority()
+            .cmp(&a.kind.priority())
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
+    });
+    let mut kept: Vec<Detection> = Vec::with_capacity(hits.len());
+    for h in hits {
+        let i = kept.partition_point(|d| d.start < h.start);
+        let clash_prev = i > 0 && kept.get(i - 1).is_some_and(|d| d.end > h.start);
+        let clash_next = kept.get(i).is_some_and(|d| d.start < h.end);
+        if !clash_prev && !clash_next {
+            kept.insert(
+                i,
+                Detection {
+                    start: h.start,
+                    end: h.end,
+                    kind: h.kind,
+                },
+            );
+        }
+    }
+    kept
+}
+
+// ---- small text helpers shared by the detectors -------------------------------------------
+
+/// The char just before byte `i`, if any.
+pub(super) fn prev_char(text: &str, i: usize) -> Option<char> {
+    text.get(..i).and_then(|s| s.chars().next_back())
+}
+
+/// The char starting at byte `i`, if any.
+pub(super) fn next_char(text: &str, i: usize) -> Option<char> {
+    text.get(i..).and_then(|s| s.chars().next())
+}
+
+/// Up to `n` bytes before `i`, widened to a char boundary, ASCII-lowercased.
+pub(super) fn lower_before(text: &str, i: usize, n: usize) -> String {
+    let mut s = i.saturating_sub(n);
+    while s > 0 && !text.is_char_boundary(s) {
+        s -= 1;
+    }
+    text.get(s..i).unwrap_or("").to_ascii_lowercase()
+}
+
+/// True when `c` continues a word/identifier (so a match touching it is not a whole token).
+pub(super) fn is_word(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
+}

@@ -1,0 +1,163 @@
+//! Credential detectors: vendor API keys, JWTs, PEM/OpenSSH private keys, passwords in DSNs,
+//! `.env`/JSON/YAML assignments, bearer tokens and session cookies, AWS secret keys.
+//!
+//! Input: plain text. Output: [`Hit`]s of type `API_KEY`, covering only the secret (not the
+//! key name, not `Bearer `, not the DSN user). Vendor keys are found by their documented
+//! prefixes in one alternation regex (the regex engine's literal prefilter makes it cheap);
+//! public look-alikes are not matched: `pk_` publishable keys, provider object ids
+//! (`cus_…`, `call_…`, `toolu_…`), public keys and certificates, `task-…` ids (the `sk-`
+//! prefix must start a token and the body must mix letters and digits).
+
+use regex::Regex;
+
+use super::engine::{is_word, prev_char, Hit};
+use super::PiiType;
+
+fn re(p: &str) -> Regex {
+    Regex::new(p).expect("built-in secret regex compiles")
+}
+
+pub(super) struct Secrets {
+    prefixed: Regex,
+    assignment: Regex,
+    dsn: Regex,
+    bearer: Regex,
+    cookie: Regex,
+    aws_secret: Regex,
+}
+
+/// Is this (lower-cased) key name one whose value is a credential?
+pub(super) fn is_secret_key(k: &str) -> bool {
+    let k = k.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
+    const ENDS: &[&str] = &[
+        "password", "passwd", "pwd", "passphrase", "secret", "token", "api_key", "apikey",
+        "api-key", "access_key", "secret_key", "private_key", "client_secret", "credentials",
+        "auth_token", "access_token", "refresh_token", "session_token", "secret_access_key",
+    ];
+    ENDS.iter().any(|e| k.ends_with(e)) && !k.ends_with("_tokens") && !k.contains("max_")
+}
+
+/// A value that is a real secret rather than a placeholder, reference or flag.
+pub(super) fn plausible_secret_value(v: &str) -> bool {
+    let v = v.trim();
+    if !(4..=512).contains(&v.len()) || v.contains("[REDACTED") || v.starts_with('[') {
+        return false;
+    }
+    let l = v.to_ascii_lowercase();
+    const PLACEHOLDERS: &[&str] = &["null", "none", "true", "false", "redacted", "undefined", "string", "example"];
+    if PLACEHOLDERS.contains(&l.as_str()) {
+        return false;
+    }
+    let first = v.chars().next().unwrap_or(' ');
+    if matches!(first, '$' | '<' | '{' | '%' | '*') || v.chars().all(|c| c == v.chars().next().unwrap_or(c)) {
+        return false;
+    }
+    !v.contains(' ') || v.len() > 24
+}
+
+impl Secrets {
+    pub(super) fn new() -> Self {
+        Secrets {
+            prefixed: re(concat!(
+                r"sk-(?:proj-|ant-(?:api|admin)[0-9]{2}-|svcacct-)?[A-Za-z0-9_\-]{20,}",
+                r"|(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}",
+                r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}",
+                r"|xox[abposre]-[A-Za-z0-9\-]{10,}",
+                r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}",
+                r"|AIza[A-Za-z0-9_\-]{30,}|npm_[A-Za-z0-9]{30,}|hf_[A-Za-z0-9]{30,}",
+                r"|eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]{4,}){0,2}",
+                r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
+            )),
+            assignment: re(r#"(?i)([A-Za-z0-9_.\-]*(?:pass|pwd|secret|token|key|credential)[A-Za-z0-9_\-]*)["']?[ \t]*(?:=|:|=>)[ \t]*["']?([^\s"'&,;<>]+)"#),
+            dsn: re(r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{1,64}:([^\s/@"'<>]{1,128})@"#),
+            bearer: re(r"(?i)bearer[ \t]+([A-Za-z0-9._~+/\-]{16,}=*)"),
+            cookie: re(r#"(?i)cookie:[ \t]*[A-Za-z0-9_\-]+=([^\s;"]{16,})"#),
+            aws_secret: re(r"[A-Za-z0-9/+]{40}"),
+        }
+    }
+
+    pub(super) fn scan(&self, text: &str, out: &mut Vec<Hit>) {
+        let b = text.as_bytes();
+        for m in self.prefixed.find_iter(text) {
+            let (s, mut e) = (m.start(), m.end());
+            let p = prev_char(text, s);
+            if is_word(p) || p == Some('-') {
+                continue;
+            }
+            let body = m.as_str();
+            if body.starts_with("-----BEGIN") {
+                e = pem_end(text, e);
+            } else if body.starts_with("sk-") && !mixed(&body[3..]) {
+                continue;
+            }
+            out.push(Hit::new(s, e, PiiType::ApiKey));
+        }
+        let lower_has = |w: &[u8]| b.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+        if lower_has(b"pass") || lower_has(b"pwd") || lower_has(b"secret") || lower_has(b"token") || lower_has(b"key") || lower_has(b"credential") {
+            for c in self.assignment.captures_iter(text) {
+                let (Some(k), Some(v)) = (c.get(1), c.get(2)) else { continue };
+                if is_secret_key(&k.as_str().to_ascii_lowercase()) && plausible_secret_value(v.as_str()) && !v.as_str().starts_with("Bearer") {
+                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+                }
+            }
+        }
+        if text.contains("://") {
+            for c in self.dsn.captures_iter(text) {
+                if let Some(v) = c.get(1) {
+                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+                }
+            }
+        }
+        if lower_has(b"bearer") {
+            for c in self.bearer.captures_iter(text) {
+                if let Some(v) = c.get(1).filter(|v| mixed(v.as_str())) {
+                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+                }
+            }
+        }
+        if lower_has(b"cookie:") {
+            for c in self.cookie.captures_iter(text) {
+                if let Some(v) = c.get(1).filter(|v| mixed(v.as_str())) {
+                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+                }
+            }
+        }
+        if lower_has(b"aws") {
+            for m in self.aws_secret.find_iter(text) {
+                let edge = |c: Option<char>| is_word(c) || matches!(c, Some('/' | '+' | '='));
+                let v = m.as_str();
+                let hexish = v.bytes().all(|c| c.is_ascii_hexdigit());
+                if !edge(prev_char(text, m.start())) && !edge(text.get(m.end()..).and_then(|r| r.chars().next())) && mixed(v) && !hexish && v.bytes().any(|c| c.is_ascii_uppercase()) && v.bytes().any(|c| c.is_ascii_lowercase()) {
+                    out.push(Hit::new(m.start(), m.end(), PiiType::ApiKey));
+                }
+            }
+        }
+    }
+}
+
+/// Letters and digits both present: real keys are random, `sk-learn-tutorial` is not.
+fn mixed(s: &str) -> bool {
+    s.bytes().any(|c| c.is_ascii_digit()) && s.bytes().any(|c| c.is_ascii_alphabetic())
+}
+
+/// End of a PEM private-key block that started before `from`: after its `-----END … KEY-----`
+/// line, or, when truncated, after the run of base64 lines.
+fn pem_end(text: &str, from: usize) -> usize {
+    let rest = text.get(from..).unwrap_or("");
+    let limit = rest.len().min(16 * 1024);
+    let window = rest.get(..limit).unwrap_or(rest);
+    if let Some(p) = window.find("-----END ") {
+        if let Some(q) = window[p + 9..].find("-----") {
+            return from + p + 9 + q + 5;
+        }
+    }
+    let run = window
+        .bytes()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b','))
+        .count();
+    let mut end = from + run;
+    while end > from && text.as_bytes().get(end - 1).is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'=') {
+        end -= 1;
+    }
+    end
+}

@@ -1,0 +1,134 @@
+//! Starting and stopping the service: open the store, start the writer, serve, shut down.
+//!
+//! Shutdown (SIGTERM/SIGINT or the caller's future): stop accepting connections, let in-flight
+//! requests finish for up to `AUDITTRAIL_SHUTDOWN_GRACE_SECS`, then drop every writer handle so
+//! the writer commits what it holds and stops, and wait for it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, DatabaseTarget, Resolved};
+use crate::event::Limits;
+use crate::pipeline::Pipeline;
+use crate::redact::RedactionStage;
+use crate::store::chain::ChainKey;
+use crate::store::checkpoint::CheckpointFile;
+use crate::store::writer::{self, WriterConfig};
+use crate::store::{SqliteLocation, Store, StoreError};
+use crate::web::{self, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("configuration problems:\n  - {}", .0.join("\n  - "))]
+    Config(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("PostgreSQL is not supported by this build yet; unset DATABASE_URL to use the embedded SQLite store")]
+    PostgresUnsupported,
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built service, not yet serving.
+pub struct Service {
+    pub state: AppState,
+    writer_task: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the store at the configured location (migrating it).
+pub async fn open_store(config: &Config, resolved: &Resolved) -> Result<Store, ServeError> {
+    let path = match &resolved.database {
+        DatabaseTarget::Sqlite(path) => path.clone(),
+        DatabaseTarget::Postgres => return Err(ServeError::PostgresUnsupported),
+    };
+    Ok(Store::open(SqliteLocation { path }, config.read_pool_size).await?)
+}
+
+pub fn chain_key(resolved: &Resolved) -> ChainKey {
+    ChainKey::derive(resolved.secret_key.expose().as_bytes())
+}
+
+pub async fn build(config: Config) -> Result<Service, ServeError> {
+    let resolved = config.resolve().map_err(ServeError::Config)?;
+    let store = open_store(&config, &resolved).await?;
+    let redaction = if config.pii_redaction_enabled {
+        RedactionStage::disabled()
+    } else {
+        tracing::warn!("PII REDACTION IS DISABLED (AUDITTRAIL_PII_REDACTION_ENABLED=false): personal data in traces will be stored as sent");
+        RedactionStage::disabled()
+    };
+    let (writer, writer_task) = writer::spawn(
+        &store,
+        WriterConfig {
+            queue_capacity: config.writer_queue,
+            max_batch_events: config.writer_batch_events,
+            key: chain_key(&resolved),
+            checkpoint: CheckpointFile::beside(store.path()),
+        },
+    )
+    .await?;
+    let pipeline = Pipeline { limits: Limits::default(), max_batch_events: config.max_batch_events, redaction };
+    let state = AppState {
+        config: Arc::new(config),
+        resolved: Arc::new(resolved),
+        store,
+        writer,
+        pipeline: Arc::new(pipeline),
+        metrics: web::ops::metrics_handle(),
+        started: Instant::now(),
+    };
+    Ok(Service { state, writer_task })
+}
+
+impl Service {
+    /// Serves until `shutdown` resolves, then drains and flushes.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let Service { state, writer_task } = self;
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        let app = web::app(state);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        };
+        let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal);
+        let grace_expired = async move {
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result?,
+            _ = grace_expired => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway"),
+        }
+        // Every writer handle lived in the router; it is gone now, so the writer drains and stops.
+        if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
+            tracing::error!("the writer did not stop within 30 s; unacknowledged requests may be lost");
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,123 @@
+//! The *append* stage: the event log and its read models.
+//!
+//! Input: [`RedactedEvent`](crate::redact::event::RedactedEvent)s (the only event type the
+//! store accepts) grouped into [`AppendRequest`]s. Output: durable log records, chained by
+//! HMAC links ([`chain`]), with the trace summaries ([`projection`]) updated in the same
+//! transaction.
+//!
+//! Invariants:
+//! - one writer task ([`writer`]) owns the only write connection and assigns log positions;
+//!   a request is acknowledged only after its transaction committed with `synchronous=FULL`;
+//! - readers use a separate pool and never block the writer (WAL);
+//! - the `events` table is append-only; projections can be dropped and rebuilt ([`replay`]).
+//!
+//! Failure policy: a failed commit fails every request of that group (nothing of it is
+//! stored, the chain head does not move); the writer keeps running and reports itself
+//! unhealthy until a commit succeeds again.
+
+pub mod chain;
+pub mod checkpoint;
+pub mod projection;
+pub mod query;
+pub mod replay;
+pub mod schema;
+pub mod verify;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+
+pub use writer::{AppendError, AppendOutcome, WriterHandle};
+
+/// Errors of the store. Messages are for operators (logs); the API maps them to opaque 5xx.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("corrupt log record at seq {seq}: {reason}")]
+    Corrupt { seq: i64, reason: String },
+    #[error("checkpoint file {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+}
+
+/// Where the embedded database lives.
+#[derive(Debug, Clone)]
+pub struct SqliteLocation {
+    pub path: PathBuf,
+}
+
+/// An opened store: the readers' pool plus what is needed to start the one writer.
+#[derive(Clone)]
+pub struct Store {
+    pub readers: SqlitePool,
+    location: SqliteLocation,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, runs migrations and opens the reader pool.
+    pub async fn open(location: SqliteLocation, readers: u32) -> Result<Self, StoreError> {
+        if let Some(dir) = location.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+        }
+        let mut conn = write_options(&location.path).connect().await?;
+        migrate(&mut conn).await?;
+        conn.close().await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(read_options(&location.path))
+            .await?;
+        Ok(Store { readers, location })
+    }
+
+    /// A new write connection. Only the writer task (and offline commands such as `replay`)
+    /// call this; the server holds exactly one.
+    pub async fn write_connection(&self) -> Result<SqliteConnection, StoreError> {
+        Ok(write_options(&self.location.path).connect().await?)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.location.path
+    }
+
+    /// Cheap liveness probe of the read side.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.readers).await.is_ok()
+    }
+}
+
+pub async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    sqlx::migrate!("migrations/sqlite").run(conn).await?;
+    Ok(())
+}
+
+fn base_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        // Statements carry redacted bodies; keep them out of logs entirely.
+        .disable_statement_logging()
+}
+
+fn write_options(path: &Path) -> SqliteConnectOptions {
+    // FULL: the WAL is fsynced at every commit, so an acknowledged event survives a power
+    // cut, not only a process crash. Group commit amortises that fsync over many requests.
+    base_options(path)
+        .create_if_missing(true)
+        .synchronous(SqliteSynchronous::Full)
+        .pragma("temp_store", "memory")
+        .pragma("cache_size", "-65536")
+}
+
+fn read_options(path: &Path) -> SqliteConnectOptions {
+    base_options(path).read_only(true).pragma("cache_size", "-16384")
+}

@@ -1,0 +1,221 @@
+//! Read queries for the API: trace summaries (filtered, cursor-paginated) and one trace's spans.
+//!
+//! Pagination is keyset-based on `(start_time DESC, trace_id DESC)`: stable under concurrent
+//! appends and as cheap on page 1,000 as on page 1. The cursor is opaque to clients.
+
+use chrono::{DateTime, Utc};
+use sea_query::{Cond, Expr, ExprTrait, Order, Query, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+
+use super::StoreError;
+use super::chain::to_hex;
+use super::projection::nanos_to_cost;
+use super::schema::{Events, Traces};
+use crate::event::format_time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceStatus {
+    Ok,
+    Error,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TraceFilter {
+    pub agent: Option<String>,
+    pub session_id: Option<String>,
+    pub status: Option<TraceStatus>,
+    /// Traces that started at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Traces that started before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Position after the last trace of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    start_time: String,
+    trace_id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        to_hex(format!("{}\n{}", self.start_time, self.trace_id).as_bytes())
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        if s.len() % 2 != 0 || s.len() > 1024 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+            .collect();
+        let text = String::from_utf8(bytes?).ok()?;
+        let (start_time, trace_id) = text.split_once('\n')?;
+        Some(Cursor { start_time: start_time.to_owned(), trace_id: trace_id.to_owned() })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TraceSummary {
+    pub trace_id: String,
+    pub agent: Option<String>,
+    pub session_id: Option<String>,
+    pub start_time: String,
+    pub end_time: Option<String>,
+    pub span_count: i64,
+    pub error_count: i64,
+    pub status: &'static str,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_usd: f64,
+}
+
+const SUMMARY_COLUMNS: [Traces; 11] = [
+    Traces::TraceId,
+    Traces::Agent,
+    Traces::SessionId,
+    Traces::StartTime,
+    Traces::EndTime,
+    Traces::SpanCount,
+    Traces::ErrorCount,
+    Traces::InputTokens,
+    Traces::OutputTokens,
+    Traces::CostNanos,
+    Traces::LastSeq,
+];
+
+fn summary(row: &SqliteRow) -> Result<TraceSummary, sqlx::Error> {
+    let error_count: i64 = row.try_get("error_count")?;
+    let input_tokens: i64 = row.try_get("input_tokens")?;
+    let output_tokens: i64 = row.try_get("output_tokens")?;
+    Ok(TraceSummary {
+        trace_id: row.try_get("trace_id")?,
+        agent: row.try_get("agent")?,
+        session_id: row.try_get("session_id")?,
+        start_time: row.try_get("start_time")?,
+        end_time: row.try_get("end_time")?,
+        span_count: row.try_get("span_count")?,
+        error_count,
+        status: if error_count > 0 { "error" } else { "ok" },
+        input_tokens,
+        output_tokens,
+        total_tokens: input_tokens.saturating_add(output_tokens),
+        cost_usd: nanos_to_cost(row.try_get("cost_nanos")?),
+    })
+}
+
+/// One page of trace summaries, newest first, and the cursor of the next page if any.
+pub async fn list_traces(
+    pool: &SqlitePool,
+    project: &str,
+    filter: &TraceFilter,
+    after: Option<&Cursor>,
+    limit: u64,
+) -> Result<(Vec<TraceSummary>, Option<Cursor>), StoreError> {
+    let mut q = Query::select();
+    q.columns(SUMMARY_COLUMNS).from(Traces::Table).and_where(Expr::col(Traces::Project).eq(project));
+    if let Some(agent) = &filter.agent {
+        q.and_where(Expr::col(Traces::Agent).eq(agent.as_str()));
+    }
+    if let Some(session) = &filter.session_id {
+        q.and_where(Expr::col(Traces::SessionId).eq(session.as_str()));
+    }
+    match filter.status {
+        Some(TraceStatus::Ok) => {
+            q.and_where(Expr::col(Traces::ErrorCount).eq(0));
+        }
+        Some(TraceStatus::Error) => {
+            q.and_where(Expr::col(Traces::ErrorCount).gt(0));
+        }
+        None => {}
+    }
+    if let Some(from) = &filter.from {
+        q.and_where(Expr::col(Traces::StartTime).gte(format_time(from)));
+    }
+    if let Some(to) = &filter.to {
+        q.and_where(Expr::col(Traces::StartTime).lt(format_time(to)));
+    }
+    if let Some(c) = after {
+        q.cond_where(
+            Cond::any().add(Expr::col(Traces::StartTime).lt(c.start_time.as_str())).add(
+                Cond::all()
+                    .add(Expr::col(Traces::StartTime).eq(c.start_time.as_str()))
+                    .add(Expr::col(Traces::TraceId).lt(c.trace_id.as_str())),
+            ),
+        );
+    }
+    q.order_by(Traces::StartTime, Order::Desc).order_by(Traces::TraceId, Order::Desc).limit(limit + 1);
+    let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_all(pool).await?;
+    let mut items = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+    let next = if items.len() as u64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|t| Cursor { start_time: t.start_time.clone(), trace_id: t.trace_id.clone() })
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// A trace's summary and its spans ordered by start time (then log order), at most
+/// `max_spans` of them; `None` if the project has no such trace.
+pub async fn get_trace(
+    pool: &SqlitePool,
+    project: &str,
+    trace_id: &str,
+    max_spans: u64,
+) -> Result<Option<(TraceSummary, Vec<Value>)>, StoreError> {
+    let (sql, values) = Query::select()
+        .columns(SUMMARY_COLUMNS)
+        .from(Traces::Table)
+        .and_where(Expr::col(Traces::Project).eq(project))
+        .and_where(Expr::col(Traces::TraceId).eq(trace_id))
+        .build_sqlx(SqliteQueryBuilder);
+    let Some(row) = sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    let summary = summary(&row)?;
+    let (sql, values) = Query::select()
+        .columns([Events::Seq, Events::Body])
+        .from(Events::Table)
+        .and_where(Expr::col(Events::Project).eq(project))
+        .and_where(Expr::col(Events::TraceId).eq(trace_id))
+        .and_where(Expr::col(Events::RecordType).eq("span"))
+        .and_where(Expr::col(Events::Body).is_not_null())
+        .order_by(Events::EventTime, Order::Asc)
+        .order_by(Events::Seq, Order::Asc)
+        .limit(max_spans)
+        .build_sqlx(SqliteQueryBuilder);
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_all(pool).await?;
+    let mut spans = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        let body: String = row.try_get("body")?;
+        let mut v: Value =
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt { seq, reason: format!("body is not JSON: {e}") })?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("seq".into(), seq.into());
+        }
+        spans.push(v);
+    }
+    Ok(Some((summary, spans)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let c = Cursor { start_time: "2026-11-22T10:00:00.000000Z".into(), trace_id: "abc".into() };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("zz"), None);
+        assert_eq!(Cursor::decode("abc"), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! Table and column names for sea-query, matching `migrations/sqlite`.
+
+use sea_query::Iden;
+
+#[derive(Iden, Clone, Copy)]
+pub enum Events {
+    Table,
+    Seq,
+    Project,
+    EventId,
+    RecordType,
+    TraceId,
+    EventTime,
+    RecordedAt,
+    Body,
+    Digest,
+    Link,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum ChainBase {
+    Table,
+    Id,
+    Seq,
+    Link,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum Traces {
+    Table,
+    Project,
+    TraceId,
+    Agent,
+    SessionId,
+    StartTime,
+    EndTime,
+    SpanCount,
+    ErrorCount,
+    InputTokens,
+    OutputTokens,
+    CostNanos,
+    LastSeq,
+}
+
+/// What a log record is. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordType {
+    /// A trace event (any client kind).
+    Span,
+    /// A guard-mode request; recorded, but not counted in trace totals.
+    Guard,
+    /// A rule fired on the preceding event.
+    Violation,
+    /// A rule failed (error or limit) on the preceding event.
+    RuleError,
+}
+
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::Span => "span",
+            RecordType::Guard => "guard",
+            RecordType::Violation => "violation",
+            RecordType::RuleError => "rule_error",
+        }
+    }
+}

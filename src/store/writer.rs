@@ -1,0 +1,343 @@
+//! The single writer: group commit of concurrent append requests.
+//!
+//! Requests arrive on a bounded queue. The writer takes one, drains whatever else is already
+//! waiting (up to [`WriterConfig::max_batch_events`]), and commits them all in one transaction —
+//! one fsync for many requests. Each request's reply is sent only after that commit.
+//!
+//! Back-pressure: [`WriterHandle::append`] never waits for queue space; a full queue is
+//! [`AppendError::Busy`], which ingest turns into `503` + `Retry-After`, so memory stays bounded.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use serde::Serialize;
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{self, ChainKey, Hash, RecordContent};
+use super::checkpoint::{Checkpoint, CheckpointFile};
+use super::projection::{self, TraceBatch};
+use super::schema::{Events, RecordType};
+use super::{Store, StoreError};
+use crate::event::format_time;
+use crate::redact::event::RedactedEvent;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Append requests that may wait for the writer; beyond this ingest answers 503.
+    pub queue_capacity: usize,
+    /// Most events committed in one transaction.
+    pub max_batch_events: usize,
+    pub key: ChainKey,
+    pub checkpoint: CheckpointFile,
+}
+
+/// What one append request produced.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AppendOutcome {
+    /// One per submitted event, in order (duplicates included: an SDK retry gets the same ids).
+    pub event_ids: Vec<String>,
+    /// Events already in the log (same project and event id), not stored again.
+    pub duplicates: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("the write queue is full")]
+    Busy,
+    #[error("the writer has stopped")]
+    Closed,
+    #[error("the store failed to commit: {0}")]
+    Store(String),
+}
+
+struct AppendRequest {
+    project: String,
+    events: Vec<RedactedEvent>,
+    reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+}
+
+/// Shared view of the writer's state for health checks and metrics.
+#[derive(Debug)]
+pub struct WriterStatus {
+    healthy: AtomicBool,
+    head_seq: AtomicI64,
+}
+
+impl WriterStatus {
+    /// False after a failed commit, until the next successful one.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn head_seq(&self) -> i64 {
+        self.head_seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Cheap to clone; held by every door.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<AppendRequest>,
+    pub status: Arc<WriterStatus>,
+}
+
+impl WriterHandle {
+    /// Appends `events` under `project`; resolves once they are durable.
+    pub async fn append(&self, project: String, events: Vec<RedactedEvent>) -> Result<AppendOutcome, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(AppendRequest { project, events, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                metrics::counter!("audittrail_writer_rejected_total").increment(1);
+                AppendError::Busy
+            }
+            mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
+        })?;
+        metrics::gauge!("audittrail_writer_queue_depth").set((self.tx.max_capacity() - self.tx.capacity()) as f64);
+        rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Whether the queue still has room (for health reporting).
+    pub fn queue_free(&self) -> usize {
+        self.tx.capacity()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    seq: i64,
+    link: Hash,
+}
+
+struct Writer {
+    conn: SqliteConnection,
+    head: Head,
+    cfg: WriterConfig,
+    status: Arc<WriterStatus>,
+    last_checkpoint: Instant,
+}
+
+/// Starts the writer task. It ends, after flushing, when every [`WriterHandle`] is dropped.
+pub async fn spawn(store: &Store, cfg: WriterConfig) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
+    let mut conn = store.write_connection().await?;
+    let head = load_head(&mut conn).await?;
+    if let Some(cp) = cfg.checkpoint.read()? {
+        if cp.seq > head.seq {
+            tracing::error!(
+                checkpoint_seq = cp.seq,
+                log_head_seq = head.seq,
+                "the event log ends before its last checkpoint: records were removed from its tail; run `audittrail verify`"
+            );
+        }
+    }
+    let status = Arc::new(WriterStatus { healthy: AtomicBool::new(true), head_seq: AtomicI64::new(head.seq) });
+    let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+    let writer = Writer { conn, head, cfg, status: status.clone(), last_checkpoint: Instant::now() };
+    let task = tokio::spawn(writer.run(rx));
+    Ok((WriterHandle { tx, status }, task))
+}
+
+async fn load_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
+    let last = sqlx::query("SELECT seq, link FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await?;
+    let row = match last {
+        Some(row) => Some(row),
+        None => sqlx::query("SELECT seq, link FROM chain_base WHERE id = 1").fetch_optional(&mut *conn).await?,
+    };
+    Ok(match row {
+        None => Head { seq: 0, link: chain::GENESIS },
+        Some(row) => {
+            let seq: i64 = row.try_get("seq")?;
+            let link: String = row.try_get("link")?;
+            let link = chain::from_hex(&link).ok_or(StoreError::Corrupt { seq, reason: "link is not 64 hex digits".into() })?;
+            Head { seq, link }
+        }
+    })
+}
+
+/// One row for the `events` table.
+struct NewRecord {
+    seq: i64,
+    project: String,
+    event_id: String,
+    record_type: RecordType,
+    trace_id: Option<String>,
+    event_time: Option<String>,
+    body: String,
+    digest: Hash,
+    link: Hash,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>) {
+        while let Some(first) = rx.recv().await {
+            let mut events = first.events.len();
+            let mut batch = vec![first];
+            while events < self.cfg.max_batch_events {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        events += req.events.len();
+                        batch.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            metrics::gauge!("audittrail_writer_queue_depth").set(rx.len() as f64);
+            metrics::histogram!("audittrail_writer_batch_events").record(events as f64);
+            metrics::histogram!("audittrail_writer_batch_requests").record(batch.len() as f64);
+            let started = Instant::now();
+            let result = self.commit(&batch).await;
+            metrics::histogram!("audittrail_writer_commit_seconds").record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(outcomes) => {
+                    self.status.healthy.store(true, Ordering::Relaxed);
+                    for (req, outcome) in batch.into_iter().zip(outcomes) {
+                        let _ = req.reply.send(Ok(outcome));
+                    }
+                    if self.last_checkpoint.elapsed() >= Duration::from_millis(250) {
+                        self.write_checkpoint();
+                    }
+                }
+                Err(err) => {
+                    self.status.healthy.store(false, Ordering::Relaxed);
+                    metrics::counter!("audittrail_store_errors_total").increment(1);
+                    tracing::error!(error = %err, requests = batch.len(), events, "append transaction failed; nothing of it was stored");
+                    for req in batch {
+                        let _ = req.reply.send(Err(AppendError::Store(err.to_string())));
+                    }
+                }
+            }
+        }
+        self.write_checkpoint();
+        tracing::info!(head_seq = self.head.seq, "writer flushed and stopped");
+    }
+
+    fn write_checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        let cp = Checkpoint { seq: self.head.seq, link: chain::to_hex(&self.head.link) };
+        if let Err(err) = self.cfg.checkpoint.write(&cp) {
+            tracing::warn!(error = %err, "could not write the chain checkpoint");
+        }
+    }
+
+    async fn commit(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let recorded_at = format_time(&Utc::now());
+        let mut tx = self.conn.begin().await?;
+        let existing = existing_ids(&mut tx, batch).await?;
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        let mut head = self.head;
+        let mut records = Vec::new();
+        let mut traces = TraceBatch::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for req in batch {
+            let mut outcome = AppendOutcome { event_ids: Vec::with_capacity(req.events.len()), duplicates: 0 };
+            for ev in &req.events {
+                let id = ev.event().event_id.as_str();
+                outcome.event_ids.push(id.to_owned());
+                let key = (req.project.as_str(), id);
+                if existing.contains(&(req.project.clone(), id.to_owned())) || !seen.insert(key) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                let body = ev.to_body(&req.project);
+                head.seq += 1;
+                if let Some((trace_id, row)) = projection::span_facts(head.seq, &body) {
+                    traces.add(&req.project, trace_id, row);
+                }
+                let body = body.to_string();
+                let digest = chain::digest(&RecordContent {
+                    seq: head.seq,
+                    project: &req.project,
+                    event_id: id,
+                    record_type: RecordType::Span.as_str(),
+                    recorded_at: &recorded_at,
+                    body: &body,
+                });
+                head.link = self.cfg.key.link(&head.link, &digest);
+                records.push(NewRecord {
+                    seq: head.seq,
+                    project: req.project.clone(),
+                    event_id: id.to_owned(),
+                    record_type: RecordType::Span,
+                    trace_id: Some(ev.event().trace_id.clone()),
+                    event_time: Some(format_time(&ev.event().start_time)),
+                    body,
+                    digest,
+                    link: head.link,
+                });
+            }
+            outcomes.push(outcome);
+        }
+        insert_records(&mut tx, &records, &recorded_at).await?;
+        if !traces.is_empty() {
+            traces.write(&mut tx).await?;
+        }
+        tx.commit().await?;
+        self.head = head;
+        self.status.head_seq.store(head.seq, Ordering::Relaxed);
+        Ok(outcomes)
+    }
+}
+
+/// Ids of this batch's events that the log already holds (an SDK retrying a batch).
+async fn existing_ids(conn: &mut SqliteConnection, batch: &[AppendRequest]) -> Result<HashSet<(String, String)>, StoreError> {
+    let mut found = HashSet::new();
+    let mut by_project: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for req in batch {
+        by_project.entry(&req.project).or_default().extend(req.events.iter().map(|e| e.event().event_id.as_str()));
+    }
+    for (project, ids) in by_project {
+        for chunk in ids.chunks(500) {
+            let (sql, values) = Query::select()
+                .column(Events::EventId)
+                .from(Events::Table)
+                .and_where(Expr::col(Events::Project).eq(project))
+                .and_where(Expr::col(Events::EventId).is_in(chunk.iter().copied()))
+                .build_sqlx(SqliteQueryBuilder);
+            for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_all(&mut *conn).await? {
+                found.insert((project.to_owned(), row.try_get::<String, _>(0)?));
+            }
+        }
+    }
+    Ok(found)
+}
+
+async fn insert_records(conn: &mut SqliteConnection, records: &[NewRecord], recorded_at: &str) -> Result<(), StoreError> {
+    // 10 columns x 300 rows stays well under SQLite's 32,766 bound parameters.
+    for chunk in records.chunks(300) {
+        let mut q = Query::insert();
+        q.into_table(Events::Table).columns([
+            Events::Seq,
+            Events::Project,
+            Events::EventId,
+            Events::RecordType,
+            Events::TraceId,
+            Events::EventTime,
+            Events::RecordedAt,
+            Events::Body,
+            Events::Digest,
+            Events::Link,
+        ]);
+        for r in chunk {
+            q.values_panic([
+                r.seq.into(),
+                r.project.clone().into(),
+                r.event_id.clone().into(),
+                r.record_type.as_str().into(),
+                r.trace_id.clone().into(),
+                r.event_time.clone().into(),
+                recorded_at.into(),
+                r.body.clone().into(),
+                chain::to_hex(&r.digest).into(),
+                chain::to_hex(&r.link).into(),
+            ]);
+        }
+        let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), values).execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! HTTP surface: the router, shared state and the middleware around every route.
+//!
+//! Each resource has its own `router()`; [`app`] merges them and adds the layers: request ids,
+//! timeouts, security headers, CORS, the latency histogram and the one place errors are logged.
+
+pub mod error;
+pub mod ops;
+pub mod traces;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::{Config, Resolved};
+use crate::pipeline::Pipeline;
+use crate::store::{Store, WriterHandle};
+use error::{ApiError, InternalCause};
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub resolved: Arc<Resolved>,
+    pub store: Store,
+    pub writer: WriterHandle,
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+}
+
+/// The whole application, ready to serve. Tests drive this directly.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    let cors = cors_layer(&state.resolved.cors_origins);
+    Router::new()
+        .merge(crate::ingest::http::router())
+        .merge(traces::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(cors)
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let list: Vec<HeaderValue> = origins.iter().filter(|o| o.as_str() != "*").filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-audittrail-project")])
+}
+
+/// Records the latency histogram and logs each failed request once, with its internal cause.
+async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    metrics::histogram!(
+        "audittrail_http_request_duration_seconds",
+        "method" => method.to_string(),
+        "route" => route.clone(),
+        "status" => status.as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    if let Some(InternalCause(cause)) = resp.extensions_mut().remove::<InternalCause>() {
+        tracing::error!(%method, %route, %request_id, status = status.as_u16(), cause, "request failed");
+    } else if status.is_server_error() {
+        tracing::warn!(%method, %route, %request_id, status = status.as_u16(), "request failed");
+    } else if status.is_client_error() {
+        tracing::debug!(%method, %route, %request_id, status = status.as_u16(), "request rejected");
+    }
+    resp
+}

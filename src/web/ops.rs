@@ -1,0 +1,108 @@
+//! Operations routes: `GET /api/v1/health`, `GET /api/v1/instance`, `GET /metrics`.
+//!
+//! Health is computed from real checks: a read on the store's reader pool and the writer's
+//! last commit result. `error` (503) when the store cannot be read or written; `degraded`
+//! (200) when it can but something needs the operator (no rules loaded, rule errors, the
+//! write queue nearly full, redaction switched off).
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use super::AppState;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/instance", get(instance))
+        .route("/metrics", get(prometheus))
+}
+
+/// The process-wide Prometheus recorder, installed on first use (tests start many apps in one
+/// process; a recorder can only be installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .expect("static, non-empty bucket list")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Facts behind the health status, shared with the deep health check.
+pub struct HealthFacts {
+    pub db_readable: bool,
+    pub writer_healthy: bool,
+    pub rules_loaded: usize,
+    pub rule_errors: usize,
+    pub queue_nearly_full: bool,
+    pub redaction_enabled: bool,
+}
+
+impl HealthFacts {
+    pub async fn gather(state: &AppState) -> Self {
+        HealthFacts {
+            db_readable: state.store.ping().await,
+            writer_healthy: state.writer.status.healthy(),
+            rules_loaded: 0,
+            rule_errors: 0,
+            queue_nearly_full: state.writer.queue_free() * 10 < state.config.writer_queue,
+            redaction_enabled: state.pipeline.redaction.enabled(),
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        if !(self.db_readable && self.writer_healthy) {
+            "error"
+        } else if self.rules_loaded == 0 || self.rule_errors > 0 || self.queue_nearly_full || !self.redaction_enabled {
+            "degraded"
+        } else {
+            "ok"
+        }
+    }
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let facts = HealthFacts::gather(&state).await;
+    let status = facts.status();
+    let code = if status == "error" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "db_connected": facts.db_readable && facts.writer_healthy,
+            "rules_loaded": facts.rules_loaded,
+            "version": VERSION,
+        })),
+    )
+}
+
+async fn instance(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "version": VERSION,
+        "connected_agents": 0,
+        "rule_count": 0,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
