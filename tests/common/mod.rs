@@ -1,0 +1,144 @@
+//! Shared test harness: the real server on 127.0.0.1:0 over a fresh data directory.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use audittrail::cli::Cli;
+use clap::Parser;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub const TEST_SECRET: &str = "test-secret-key-0123456789abcdef0123456789";
+
+/// Arguments that pin every setting a test depends on, so the caller's environment
+/// (DATABASE_URL, AUDITTRAIL_*) cannot leak in.
+pub fn base_args(dir: &Path) -> Vec<String> {
+    let db = dir.join("audittrail.db");
+    vec![
+        "audittrail".into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--database-url".into(),
+        format!("sqlite:///{}", db.display()),
+        "--secret-key".into(),
+        TEST_SECRET.into(),
+        "--rules-dir".into(),
+        rules_dir().display().to_string(),
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+        "--environment".into(),
+        "development".into(),
+    ]
+}
+
+pub fn rules_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the server with extra flags (`["--writer-queue", "1"]`).
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_in(dir, extra).await
+}
+
+pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
+    let mut args = base_args(dir.path());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("serve".into());
+    let cli = Cli::try_parse_from(args).expect("valid test arguments");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let service = audittrail::server::build(cli.config).await.expect("service builds");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        service
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+    });
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("audittrail.db")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self.client.post(self.url(path)).json(body).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client.post(self.url(path)).header("content-type", "application/json").body(body).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Graceful shutdown; returns the data directory so a test can inspect or reopen it.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        self.dir
+    }
+}
+
+/// A valid native event.
+pub fn event(trace: &str, span: &str, start: &str) -> Value {
+    json!({
+        "trace_id": trace, "span_id": span, "kind": "llm", "name": "chat",
+        "agent": "support-bot", "session_id": "sess-1",
+        "start_time": start, "end_time": start, "status": "ok", "model": "gpt-4o",
+        "input": {"messages": [{"role": "user", "content": "hello"}]},
+        "output": {"content": "hi there"},
+        "usage": {"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.001},
+        "attributes": {"team": "support"}
+    })
+}
+
+pub fn batch(events: Vec<Value>) -> Value {
+    json!({ "events": events })
+}
+
+/// Path of the built binary, for tests that run it as a process.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_audittrail")
+}
