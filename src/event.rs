@@ -85,6 +85,9 @@ pub struct Usage {
 pub struct TraceEvent {
     /// Client-chosen id; retries with the same id are stored once. Generated when absent.
     pub event_id: String,
+    /// False when the server generated `event_id` (such ids cannot repeat).
+    #[serde(skip)]
+    pub id_from_client: bool,
     pub trace_id: String,
     pub span_id: String,
     pub parent_span_id: Option<String>,
@@ -160,16 +163,17 @@ impl std::fmt::Display for FieldError {
 /// Validates one native event. `path` is its position in the request (`events[3]`);
 /// `new_id` supplies an event id when the client gave none.
 pub fn parse_event(
-    value: &Value,
+    value: Value,
     path: &str,
     limits: &Limits,
     new_id: impl FnOnce() -> String,
 ) -> Result<TraceEvent, Vec<FieldError>> {
     let mut p = FieldReader { path, errors: Vec::new(), limits };
-    let Some(obj) = value.as_object() else {
+    let Value::Object(mut obj) = value else {
         p.fail("", "must be a JSON object");
         return Err(p.errors);
     };
+    let obj = &mut obj;
     for key in obj.keys() {
         if !KNOWN_FIELDS.contains(&key.as_str()) {
             // The key is client text and could be personal data: name its position only.
@@ -225,11 +229,13 @@ pub fn parse_event(
     let usage = p.usage(obj);
     let input = p.any(obj, "input");
     let output = p.any(obj, "output");
-    let attributes = match obj.get("attributes") {
+    let attributes = match obj.remove("attributes") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => {
-            p.depth_check("attributes", &Value::Object(m.clone()));
-            m.clone()
+            if m.values().map(depth).max().unwrap_or(0) + 1 > limits.max_depth {
+                p.fail("attributes", &format!("nested deeper than {} levels", limits.max_depth));
+            }
+            m
         }
         Some(_) => {
             p.fail("attributes", "must be an object");
@@ -241,6 +247,7 @@ pub fn parse_event(
     }
     let kind = kind.expect("kind is Some when no error was recorded");
     Ok(TraceEvent {
+        id_from_client: event_id.is_some(),
         event_id: event_id.unwrap_or_else(new_id),
         trace_id: trace_id.expect("required id present when no error was recorded"),
         span_id: span_id.expect("required id present when no error was recorded"),
@@ -386,8 +393,8 @@ impl FieldReader<'_> {
         usage
     }
 
-    fn any(&mut self, obj: &Map<String, Value>, field: &str) -> Value {
-        let v = obj.get(field).cloned().unwrap_or(Value::Null);
+    fn any(&mut self, obj: &mut Map<String, Value>, field: &str) -> Value {
+        let v = obj.remove(field).unwrap_or(Value::Null);
         self.depth_check(field, &v);
         v
     }
@@ -413,7 +420,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: Value) -> Result<TraceEvent, Vec<FieldError>> {
-        parse_event(&v, "events[0]", &Limits::default(), || "generated".into())
+        parse_event(v, "events[0]", &Limits::default(), || "generated".into())
     }
 
     fn minimal() -> Value {

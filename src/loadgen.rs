@@ -81,7 +81,7 @@ pub fn sample_event(trace: &str, i: usize) -> Value {
             e["model"] = json!("gpt-4o-mini");
             e["input"] = json!({"messages": [
                 {"role": "system", "content": "You are a helpful support assistant for an online bookstore. Answer briefly and cite the order record you used."},
-                {"role": "user", "content": "Hi, my order from last Tuesday still shows as processing. Could you check what is going on and whether it will arrive before the weekend?"}
+                {"role": "user", "content": "Hi, my order from last Tuesday still shows as processing. Could you check what is going on and whether it will arrive before the weekend? I am travelling from Sunday and would rather have it redirected to the pickup point near the station if it cannot make it in time."}
             ]});
             e["output"] = json!({"role": "assistant", "content": "I checked order 48213: it left the warehouse this morning and the carrier estimates delivery on Friday. You will get a tracking link by email shortly."});
             e["usage"] = json!({"input_tokens": 412, "output_tokens": 58, "cost_usd": 0.000097});
@@ -99,13 +99,14 @@ pub fn sample_event(trace: &str, i: usize) -> Value {
             e["input"] = json!({"query": "shipping delays carrier handover weekend delivery policy", "top_k": 3});
             e["output"] = json!({"documents": [
                 {"id": "kb-311", "url": "https://help.example.com/shipping/delays", "score": 0.82, "snippet": "Orders handed to the carrier before noon usually arrive within two business days."},
-                {"id": "kb-207", "url": "https://help.example.com/shipping/weekend", "score": 0.77, "snippet": "Weekend delivery is available in selected regions for an extra fee."}
+                {"id": "kb-207", "url": "https://help.example.com/shipping/weekend", "score": 0.77, "snippet": "Weekend delivery is available in selected regions for an extra fee."},
+                {"id": "kb-118", "url": "https://help.example.com/shipping/pickup-points", "score": 0.71, "snippet": "Parcels can be redirected to a pickup point until the carrier starts the delivery round."}
             ]});
             e
         }
         _ => {
             let mut e = common("answer", "final_answer");
-            e["output"] = json!({"content": "Your order 48213 shipped this morning with DHL and should arrive on Friday, see https://help.example.com/shipping/delays for how handovers work. Weekend delivery is possible in some regions for a fee."});
+            e["output"] = json!({"content": "Your order 48213 shipped this morning with DHL and should arrive on Friday, see https://help.example.com/shipping/delays for how handovers work. Weekend delivery is possible in some regions for a fee, and if you will be away you can redirect the parcel to a pickup point until the carrier starts its delivery round (https://help.example.com/shipping/pickup-points). Let me know if you would like me to arrange that for you now."});
             e["attributes"] = json!({"sources_cited": 1, "confidence": 0.91});
             e
         }

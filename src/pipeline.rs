@@ -7,10 +7,10 @@
 
 use serde_json::Value;
 
-use crate::event::{self, FieldError, Limits, TraceEvent};
+use crate::event::{self, FieldError, Limits, TraceEvent, format_time};
 use crate::redact::RedactionStage;
 use crate::redact::event::RedactedEvent;
-use crate::store::{AppendError, AppendOutcome, WriterHandle};
+use crate::store::{AppendError, AppendOutcome, PreparedEvent, WriterHandle};
 
 /// At most this many field errors are reported for one batch.
 const MAX_REPORTED_ERRORS: usize = 50;
@@ -31,12 +31,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Validates a native batch `{"events": [...]}` into canonical events.
-    pub fn normalize_batch(&self, body: &Value) -> Result<Vec<TraceEvent>, Vec<FieldError>> {
+    pub fn normalize_batch(&self, body: Value) -> Result<Vec<TraceEvent>, Vec<FieldError>> {
         let fail = |path: &str, message: &str| vec![FieldError { path: path.into(), message: message.into() }];
-        let Some(obj) = body.as_object() else {
+        let Value::Object(mut obj) = body else {
             return Err(fail("$", "must be a JSON object with an `events` array"));
         };
-        let events = match obj.get("events") {
+        let events = match obj.remove("events") {
             Some(Value::Array(events)) => events,
             Some(_) => return Err(fail("events", "must be an array")),
             None => return Err(fail("events", "is required")),
@@ -49,7 +49,7 @@ impl Pipeline {
         }
         let mut out = Vec::with_capacity(events.len());
         let mut errors = Vec::new();
-        for (i, v) in events.iter().enumerate() {
+        for (i, v) in events.into_iter().enumerate() {
             match event::parse_event(v, &format!("events[{i}]"), &self.limits, new_event_id) {
                 Ok(e) => out.push(e),
                 Err(mut errs) => errors.append(&mut errs),
@@ -80,13 +80,15 @@ impl Pipeline {
         &self,
         writer: &WriterHandle,
         project: &str,
-        body: &Value,
+        body: Value,
         door: &'static str,
     ) -> Result<AppendOutcome, IngestError> {
         let events = self.normalize_batch(body).map_err(IngestError::Invalid)?;
         let events = self.redact(events).map_err(IngestError::Invalid)?;
-        let n = events.len();
-        let outcome = writer.append(project.to_owned(), events).await?;
+        let recorded_at = format_time(&chrono::Utc::now());
+        let prepared: Vec<PreparedEvent> = events.into_iter().map(|e| PreparedEvent::span(project, e, &recorded_at)).collect();
+        let n = prepared.len();
+        let outcome = writer.append(prepared).await?;
         metrics::counter!("audittrail_events_accepted_total", "door" => door).increment(n as u64);
         Ok(outcome)
     }

@@ -24,7 +24,7 @@ async fn post_traces(State(state): State<AppState>, req: Request) -> Result<Resp
     let bytes = read_limited(req.into_body(), state.config.max_body_bytes).await?;
     let body = parse_json(&bytes)?;
     drop(bytes);
-    let outcome = state.pipeline.ingest(&state.writer, DEFAULT_PROJECT, &body, "http").await.map_err(ingest_error)?;
+    let outcome = state.pipeline.ingest(&state.writer, DEFAULT_PROJECT, body, "http").await.map_err(ingest_error)?;
     let accepted = outcome.event_ids.len();
     Ok((
         StatusCode::ACCEPTED,

@@ -14,6 +14,21 @@ use super::PiiType;
 
 const EN_TYPES: &str = "Alley|Avenue|Ave|Bend|Boulevard|Blvd|Branch|Bridge|Brook|Brooks|Burg|Burgs|Bypass|Camp|Canyon|Cape|Causeway|Center|Centre|Centers|Circle|Circles|Cir|Cliff|Cliffs|Close|Club|Common|Commons|Corner|Corners|Course|Court|Courts|Ct|Cove|Coves|Creek|Crescent|Crest|Crossing|Crossroad|Curve|Dale|Dam|Divide|Drive|Drives|Dr|Estate|Estates|Expressway|Extension|Extensions|Fall|Falls|Ferry|Field|Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Freeway|Garden|Gardens|Gateway|Glen|Glens|Green|Greens|Grove|Groves|Harbor|Harbors|Haven|Heights|Highway|Hwy|Hill|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|Knoll|Knolls|Lake|Lakes|Land|Landing|Lane|Ln|Light|Lights|Loaf|Lock|Locks|Lodge|Loop|Mall|Manor|Manors|Meadow|Meadows|Mews|Mill|Mills|Mission|Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Park|Parks|Parkway|Parkways|Pkwy|Pass|Passage|Path|Pike|Pine|Pines|Place|Pl|Plain|Plains|Plaza|Point|Points|Port|Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Rest|Ridge|Ridges|River|Road|Roads|Rd|Route|Row|Rue|Run|Shoal|Shoals|Shore|Shores|Skyway|Spring|Springs|Spur|Spurs|Square|Squares|Sq|Station|Stravenue|Stream|Street|Streets|St|Summit|Terrace|Ter|Throughway|Trace|Track|Trafficway|Trail|Tunnel|Turnpike|Underpass|Union|Unions|Valley|Valleys|Via|Viaduct|View|Views|Village|Villages|Ville|Vista|Walk|Walks|Wall|Way|Ways|Well|Wells|Wharf|Yard";
 
+const GERMANIC: &[&str] = &[
+    "straße", "strasse", "str.", "weg", "platz", "gasse", "allee", "ring", "damm", "ufer", "steig",
+    "pfad", "markt", "laan", "straat", "plein", "gracht", "dreef", "pad", "kade", "singel",
+    "steeg", "hof", "dijk", "baan", "veld", "park",
+];
+
+fn push(text: &str, s: usize, m: &str, out: &mut Vec<Hit>) {
+    let p = prev_char(text, s);
+    if is_word(p) || matches!(p, Some('.' | '-' | '/' | '#')) {
+        return;
+    }
+    let end = s + m.len() - usize::from(m.ends_with(','));
+    out.push(Hit::new(s, end, PiiType::Address));
+}
+
 pub(super) struct Addresses {
     english: Regex,
     germanic: Regex,
@@ -30,29 +45,82 @@ impl Addresses {
         let unit = r"(?:,? (?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#) ?[0-9]+[A-Za-z]?)?";
         Addresses {
             english: re(&format!(
-                r"(?:(?:Flat|Studio|Apartment|Unit|Suite) [0-9]{{1,5}}[A-Za-z]?, (?:[A-Z][a-z]+ ){{1,3}}(?:{t})(?-u:\b)|[0-9]{{1,6}}[A-Za-z]? (?:[A-Z][a-z]+ ){{1,3}}(?:{t})(?-u:\b)\.?{u})",
+                r"^(?:(?:Flat|Studio|Apartment|Unit|Suite) [0-9]{{1,5}}[A-Za-z]?, (?:[A-Z][a-z]+ ){{1,3}}(?:{t})(?-u:\b)|[0-9]{{1,6}}[A-Za-z]? (?:[A-Z][a-z]+ ){{1,3}}(?:{t})(?-u:\b)\.?{u})",
                 t = EN_TYPES,
                 u = unit
             )),
-            germanic: re(r"[A-ZÄÖÜ][\p{L}\-]*?(?:straße|strasse|str\.|Straße|Strasse|weg|Weg|platz|Platz|gasse|Gasse|allee|Allee|ring|Ring|damm|Damm|ufer|steig|pfad|markt|laan|straat|plein|gracht|dreef|pad|kade|singel|steeg|hof|dijk|baan|veld|park) [0-9]{1,4}[a-z]?(?:-[0-9]{1,4})?"),
-            french: re(r"[0-9]{1,4}(?: ?(?:bis|ter))?,? (?:rue|avenue|boulevard|bd|chemin|impasse|place|allée|quai|route|cours|passage|square|voie|rond-point) (?:de la |de l'|du |des |de |d')?[\p{L}'\-]+(?: \p{Lu}[\p{L}'\-]+){0,3}"),
-            romance: re(r"(?:Via|Viale|Piazza|Piazzale|Corso|Contrada|Incrocio|Stretto|Borgo|Largo|Vicolo|Rotonda|Canale|Strada|Vico|Lungomare|C\.|Calle|Avenida|Avda\.|Plaza|Paseo|Camino|Glorieta|Urbanización|Ronda|Rambla|Carretera|Cañada|Callejón|Pasaje|Vía|Acceso|Alameda|Travesía|Rua|Praça|Travessa) (?:de (?:la |los |las )?|del |da |do |dos )?\p{Lu}[\p{L}'\-]+(?: (?:de |del |di )?\p{Lu}[\p{L}'\-]+){0,3},? [0-9]{1,4}(?: (?:Piano|Appartamento|Interno|Scala|Piso|Puerta|Apt\.) [0-9]+)?"),
+            germanic: re(
+                r"^[A-ZÄÖÜ][\p{L}\-]*?(?:straße|strasse|str\.|Straße|Strasse|weg|Weg|platz|Platz|gasse|Gasse|allee|Allee|ring|Ring|damm|Damm|ufer|steig|pfad|markt|laan|straat|plein|gracht|dreef|pad|kade|singel|steeg|hof|dijk|baan|veld|park) [0-9]{1,4}[a-z]?(?:[-/][0-9]{1,4})?",
+            ),
+            french: re(
+                r"^[0-9]{1,4}(?: ?(?:bis|ter))?,? (?:rue|avenue|boulevard|bd|chemin|impasse|place|allée|quai|route|cours|passage|square|voie|rond-point) (?:de la |de l'|du |des |de |d')?[\p{L}'\-]+(?: \p{Lu}[\p{L}'\-]+){0,3}",
+            ),
+            romance: re(
+                r"(?:Via|Viale|Piazza|Piazzale|Corso|Contrada|Incrocio|Stretto|Borgo|Largo|Vicolo|Rotonda|Canale|Strada|Vico|Lungomare|C\.|Calle|Avenida|Avda\.|Plaza|Paseo|Camino|Glorieta|Urbanización|Ronda|Rambla|Carretera|Cañada|Callejón|Pasaje|Vía|Acceso|Alameda|Travesía|Rua|Praça|Travessa) (?:de (?:la |los |las )?|del |da |do |dos )?\p{Lu}[\p{L}'\-]+(?: (?:de |del |di )?\p{Lu}[\p{L}'\-]+){0,3},? [0-9]{1,4}(?: (?:Piano|Appartamento|Interno|Scala|Piso|Puerta|Apt\.) [0-9]+)?",
+            ),
         }
     }
 
+    /// Street-type-first layouts (Italian, Spanish, Portuguese): one regex over the text;
+    /// its literal street words give the regex engine a fast prefilter.
     pub(super) fn scan(&self, text: &str, out: &mut Vec<Hit>) {
-        if !text.bytes().any(|c| c.is_ascii_digit()) {
-            return;
+        for m in self.romance.find_iter(text) {
+            push(text, m.start(), m.as_str(), out);
         }
-        for r in [&self.english, &self.germanic, &self.french, &self.romance] {
-            for m in r.find_iter(text) {
-                let p = prev_char(text, m.start());
-                if is_word(p) || matches!(p, Some('.' | '-' | '/' | '#')) {
-                    continue;
-                }
-                let end = m.end() - usize::from(m.as_str().ends_with(','));
-                out.push(Hit::new(m.start(), end, PiiType::Address));
+    }
+
+    /// Layouts anchored on the house number starting at byte `d` (a digit run): the number
+    /// first (`12 Main St`, `12, rue …`), or after a unit word (`Flat 3, …`) or a Germanic or
+    /// Dutch street name (`Hauptstraße 12`). Anchored regexes on a short slice, tried only
+    /// when the bytes around the number fit.
+    pub(super) fn at_number(&self, text: &str, d: usize, out: &mut Vec<Hit>) {
+        let b = text.as_bytes();
+        let mut k = d;
+        while k < b.len() && b[k].is_ascii_digit() {
+            k += 1;
+        }
+        let after = &b[k..b.len().min(k + 4)];
+        let upper_next = after.first() == Some(&b' ')
+            && after.get(1).is_some_and(u8::is_ascii_uppercase)
+            || after.first().is_some_and(u8::is_ascii_alphabetic) && after.get(1) == Some(&b' ');
+        if upper_next {
+            self.anchored(&self.english, text, d, out);
+        }
+        let lower_next = after.first() == Some(&b',')
+            || after.first() == Some(&b' ') && after.get(1).is_some_and(u8::is_ascii_lowercase);
+        if lower_next {
+            self.anchored(&self.french, text, d, out);
+        }
+        if d >= 3 && b[d - 1] == b' ' {
+            // the word before the number
+            let mut ws = d - 1;
+            while ws > 0
+                && (b[ws - 1].is_ascii_alphabetic()
+                    || b[ws - 1] >= 0x80
+                    || matches!(b[ws - 1], b'-' | b'.'))
+                && d - ws < 48
+            {
+                ws -= 1;
             }
+            while ws < d && !text.is_char_boundary(ws) {
+                ws += 1;
+            }
+            let word = text[ws..d - 1].to_lowercase();
+            if ["flat", "studio", "apartment", "unit", "suite"].contains(&word.as_str()) {
+                self.anchored(&self.english, text, ws, out);
+            } else if GERMANIC.iter().any(|s| word.ends_with(s)) {
+                self.anchored(&self.germanic, text, ws, out);
+            }
+        }
+    }
+
+    fn anchored(&self, r: &Regex, text: &str, s: usize, out: &mut Vec<Hit>) {
+        let mut lim = text.len().min(s + 160);
+        while !text.is_char_boundary(lim) {
+            lim -= 1;
+        }
+        if let Some(m) = text.get(s..lim).and_then(|t| r.find(t)) {
+            push(text, s, m.as_str(), out);
         }
     }
 }

@@ -19,8 +19,20 @@ pub(super) struct Dates {
 const MONTHS: &str = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\\.?";
 
 const BIRTH_WORDS: &[&str] = &[
-    "born", "dob", "d.o.b", "birth", "geboren", "geb.", "né le", "née le", "nacido", "nato il",
-    "nata il", "fecha de nacimiento", "date de naissance", "data di nascita",
+    "born",
+    "dob",
+    "d.o.b",
+    "birth",
+    "geboren",
+    "geb.",
+    "né le",
+    "née le",
+    "nacido",
+    "nato il",
+    "nata il",
+    "fecha de nacimiento",
+    "date de naissance",
+    "data di nascita",
 ];
 
 /// Is this (lower-cased) JSON key a birth-date field?
@@ -39,17 +51,35 @@ impl Dates {
         }
     }
 
-    /// Dates preceded by a birth word.
-    pub(super) fn scan(&self, text: &str, out: &mut Vec<Hit>) {
-        if !text.bytes().any(|c| c.is_ascii_digit()) {
-            return;
-        }
-        for m in self.date.find_iter(text) {
-            if !bounded(text, m.start(), m.end()) || !valid(m.as_str()) {
+    /// Dates preceded by a birth word: the first date within 48 bytes after each birth word
+    /// (`birth_at` holds the byte offsets just after them), with no other digit in between.
+    pub(super) fn scan(&self, text: &str, birth_at: &[usize], out: &mut Vec<Hit>) {
+        for &from in birth_at {
+            let mut lim = text.len().min(from + 64);
+            while !text.is_char_boundary(lim) {
+                lim -= 1;
+            }
+            let Some(window) = text.get(from..lim) else {
+                continue;
+            };
+            let Some(first_digit) = window.find(|c: char| c.is_ascii_digit()) else {
+                continue;
+            };
+            if first_digit > 48 {
                 continue;
             }
-            if birth_context(&lower_before(text, m.start(), 48)) {
-                out.push(Hit::new(m.start(), m.end(), PiiType::DateOfBirth));
+            // a written month may precede the first digit ("born March 5, 1990")
+            let Some(m) = self.date.find(window) else {
+                continue;
+            };
+            let (s, e) = (from + m.start(), from + m.end());
+            let digit_before = window[..m.start()].bytes().any(|c| c.is_ascii_digit());
+            if !digit_before
+                && bounded(text, s, e)
+                && valid(m.as_str())
+                && birth_context(&lower_before(text, s, 48))
+            {
+                out.push(Hit::new(s, e, PiiType::DateOfBirth));
             }
         }
     }
@@ -81,8 +111,19 @@ fn bounded(text: &str, s: usize, e: usize) -> bool {
     }
     // 2024-01-02T10:00 and 2024-01-02 10:00:00 are timestamps
     let after = text.get(e..).unwrap_or("");
-    let ts = after.starts_with('T') || after.get(..3).is_some_and(|a| a.as_bytes()[0] == b' ' && a.as_bytes()[1].is_ascii_digit() && a.as_bytes()[2].is_ascii_digit() && after.as_bytes().get(3) == Some(&b':'));
-    !ts && !(is_word(n) || matches!(n, Some('/' | '-')) || (n == Some('.') && text.get(e + 1..).and_then(|r| r.chars().next()).is_some_and(|c| c.is_ascii_digit())))
+    let ts = after.starts_with('T')
+        || after.get(..3).is_some_and(|a| {
+            a.as_bytes()[0] == b' '
+                && a.as_bytes()[1].is_ascii_digit()
+                && a.as_bytes()[2].is_ascii_digit()
+                && after.as_bytes().get(3) == Some(&b':')
+        });
+    let digit_follows = text
+        .get(e + 1..)
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| c.is_ascii_digit());
+    let runs_on = is_word(n) || matches!(n, Some('/' | '-')) || (n == Some('.') && digit_follows);
+    !ts && !runs_on
 }
 
 /// Calendar check for the numeric forms; written-month forms are checked by the regex.

@@ -9,9 +9,11 @@
 use std::borrow::Cow;
 
 use super::{
-    address, dates, detectors, escapes, names, replace, rules, secrets, Detection, PiiType,
-    RedactError, RedactorConfig, Replacement, TypeCounts,
+    address, dates, detectors, escapes, gates, names, numbers, replace, rules, secrets, sql,
+    Detection, PiiType, RedactError, RedactorConfig, Replacement, TypeCounts,
 };
+
+pub(super) use super::gates::GateHits;
 
 /// A candidate finding before overlap resolution.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +34,7 @@ pub struct Redactor {
     /// `enabled[i]` is false for types the operator disabled (index in `PiiType::ALL`).
     enabled: [bool; 10],
     replacement: Replacement,
-    structured: detectors::Structured,
+    gates: gates::Gates,
     secrets: secrets::Secrets,
     addresses: address::Addresses,
     dates: dates::Dates,
@@ -69,7 +71,7 @@ impl Redactor {
             enabled,
             rules: rules::Compiled::new(&cfg.extra)?,
             replacement: cfg.replacement,
-            structured: detectors::Structured::new(),
+            gates: gates::Gates::new(),
             secrets: secrets::Secrets::new(),
             addresses: address::Addresses::new(),
             dates: dates::Dates::new(),
@@ -105,14 +107,49 @@ impl Redactor {
 
     fn detect_plain(&self, key: Option<&str>, text: &str) -> Vec<Detection> {
         let mut hits = Vec::new();
-        self.secrets.scan(text, &mut hits);
-        self.structured.scan(text, &mut hits);
-        self.dates.scan(text, &mut hits);
-        self.addresses.scan(text, &mut hits);
+        let gates = self.gates.check(text);
+        let b = text.as_bytes();
+        self.secrets.scan(text, &gates, &mut hits);
+        if b.contains(&b'@') || b.contains(&b'%') {
+            detectors::emails(text, &mut hits);
+        }
+        if b.contains(&b':') {
+            detectors::ipv6s(text, &mut hits);
+        }
+        let clusters = numbers::clusters(text);
+        for c in &clusters {
+            numbers::classify(text, *c, &gates, &mut hits);
+            let d = if b[c.s].is_ascii_digit() {
+                c.s
+            } else {
+                c.s + 1
+            };
+            detectors::iban_at(text, d, &mut hits);
+            self.addresses.at_number(text, d, &mut hits);
+        }
+        if !clusters.is_empty() {
+            self.addresses.scan(text, &mut hits);
+            if !gates.birth_at.is_empty() {
+                self.dates.scan(text, &gates.birth_at, &mut hits);
+            }
+        }
         self.names.scan(text, &mut hits);
         self.rules.scan(text, &mut hits);
         if let Some(k) = key {
             field_hits(k, text, self, &mut hits);
+        }
+        if text.contains("INSERT") || text.contains("insert") {
+            let mut found = Vec::new();
+            sql::insert_values(text, |col, s, e| {
+                let mut local = Vec::new();
+                field_hits(col, &text[s..e], self, &mut local);
+                found.extend(
+                    local
+                        .into_iter()
+                        .map(|h| Hit::new(h.start + s, h.end + s, h.kind)),
+                );
+            });
+            hits.extend(found);
         }
         hits.retain(|h| h.end > h.start && self.enabled[type_index(h.kind)]);
         resolve(hits)
@@ -155,6 +192,18 @@ fn field_hits(key: &str, text: &str, r: &Redactor, hits: &mut Vec<Hit>) {
         r.names.scan_value(text, hits);
     } else if k.contains("ssn") || k.contains("social_security") {
         detectors::bare_ssn(text, hits);
+    } else if ["phone", "mobile", "cell", "tel", "fax", "msisdn"]
+        .iter()
+        .any(|w| k.contains(w))
+    {
+        let t = text.trim();
+        let digits = t.bytes().filter(u8::is_ascii_digit).count();
+        if (7..=15).contains(&digits)
+            && t.bytes()
+                .all(|c| c.is_ascii_digit() || b" +-().".contains(&c))
+        {
+            hits.push(whole(PiiType::Phone));
+        }
     }
 }
 

@@ -27,9 +27,15 @@ impl Decoded {
 pub(super) fn has_escapes(s: &str) -> bool {
     let b = s.as_bytes();
     let mut from = 0;
-    while let Some(p) = b.get(from..).and_then(|r| r.iter().position(|&c| c == b'\\')) {
+    while let Some(p) = b
+        .get(from..)
+        .and_then(|r| r.iter().position(|&c| c == b'\\'))
+    {
         let i = from + p;
-        if matches!(b.get(i + 1), Some(b'u' | b'n' | b't' | b'r' | b'"' | b'\\' | b'/')) {
+        if matches!(
+            b.get(i + 1),
+            Some(b'u' | b'n' | b't' | b'r' | b'"' | b'\\' | b'/')
+        ) {
             return true;
         }
         from = i + 1;

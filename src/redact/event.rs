@@ -34,13 +34,14 @@ impl RedactedEvent {
 
     /// The canonical JSON stored in the log and shown to rules: the native event plus the
     /// tenant, the derived duration and the redaction counts.
-    pub fn to_body(&self, project: &str) -> Value {
-        let e = &self.event;
+    pub fn into_body(self, project: &str) -> Value {
+        let RedactedEvent { event: e, redaction } = self;
+        let duration_ms = e.duration_ms();
         let mut m = Map::with_capacity(20);
-        m.insert("event_id".into(), json!(e.event_id));
+        m.insert("event_id".into(), Value::String(e.event_id));
         m.insert("project".into(), json!(project));
-        m.insert("trace_id".into(), json!(e.trace_id));
-        m.insert("span_id".into(), json!(e.span_id));
+        m.insert("trace_id".into(), Value::String(e.trace_id));
+        m.insert("span_id".into(), Value::String(e.span_id));
         m.insert("parent_span_id".into(), json!(e.parent_span_id));
         m.insert("kind".into(), json!(e.kind.as_str()));
         m.insert("name".into(), json!(e.name));
@@ -48,11 +49,10 @@ impl RedactedEvent {
         m.insert("session_id".into(), json!(e.session_id));
         m.insert("start_time".into(), json!(format_time(&e.start_time)));
         m.insert("end_time".into(), json!(e.end_time.as_ref().map(format_time)));
-        m.insert("duration_ms".into(), json!(e.duration_ms()));
         m.insert("status".into(), json!(e.status.as_str()));
         m.insert("model".into(), json!(e.model));
-        m.insert("input".into(), e.input.clone());
-        m.insert("output".into(), e.output.clone());
+        m.insert("input".into(), e.input);
+        m.insert("output".into(), e.output);
         m.insert(
             "usage".into(),
             json!({
@@ -61,8 +61,9 @@ impl RedactedEvent {
                 "cost_usd": e.usage.cost_usd,
             }),
         );
-        m.insert("attributes".into(), Value::Object(e.attributes.clone()));
-        m.insert("redaction".into(), serde_json::to_value(&self.redaction).unwrap_or(Value::Null));
+        m.insert("duration_ms".into(), json!(duration_ms));
+        m.insert("attributes".into(), Value::Object(e.attributes));
+        m.insert("redaction".into(), serde_json::to_value(&redaction).unwrap_or(Value::Null));
         Value::Object(m)
     }
 }

@@ -17,7 +17,11 @@ use super::{RedactError, Redactor, TypeCounts, MAX_DEPTH};
 
 impl Redactor {
     /// Redact every string (keys included) of `value` in place; see the module docs.
-    pub fn redact_json(&self, value: &mut Value, counts: &mut TypeCounts) -> Result<(), RedactError> {
+    pub fn redact_json(
+        &self,
+        value: &mut Value,
+        counts: &mut TypeCounts,
+    ) -> Result<(), RedactError> {
         walk(self, value, None, 0, counts)
     }
 }
@@ -26,7 +30,13 @@ fn total(c: &TypeCounts) -> u64 {
     c.values().map(|&v| u64::from(v)).sum()
 }
 
-fn walk(r: &Redactor, v: &mut Value, key: Option<&str>, depth: usize, counts: &mut TypeCounts) -> Result<(), RedactError> {
+fn walk(
+    r: &Redactor,
+    v: &mut Value,
+    key: Option<&str>,
+    depth: usize,
+    counts: &mut TypeCounts,
+) -> Result<(), RedactError> {
     if depth > MAX_DEPTH {
         return Err(RedactError::TooDeep);
     }
@@ -69,7 +79,13 @@ fn walk(r: &Redactor, v: &mut Value, key: Option<&str>, depth: usize, counts: &m
     Ok(())
 }
 
-fn redact_string(r: &Redactor, key: Option<&str>, s: &str, depth: usize, counts: &mut TypeCounts) -> Result<Option<String>, RedactError> {
+fn redact_string(
+    r: &Redactor,
+    key: Option<&str>,
+    s: &str,
+    depth: usize,
+    counts: &mut TypeCounts,
+) -> Result<Option<String>, RedactError> {
     let t = s.trim_start();
     if t.starts_with('{') || t.starts_with('[') {
         if let Ok(mut inner) = serde_json::from_str::<Value>(s) {

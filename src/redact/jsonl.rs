@@ -45,12 +45,23 @@ pub fn run(input: impl BufRead, mut output: impl Write, r: &Redactor) -> std::io
             Ok(rec) => {
                 let found = r.detect(&rec.text);
                 let mut counts = TypeCounts::new();
-                let redacted = if found.is_empty() { rec.text.clone() } else { r.apply(&rec.text, &found, &mut counts) };
-                let out = OutLine { id: &rec.id, spans: char_spans(&rec.text, &found), redacted: &redacted };
+                let redacted = if found.is_empty() {
+                    rec.text.clone()
+                } else {
+                    r.apply(&rec.text, &found, &mut counts)
+                };
+                let out = OutLine {
+                    id: &rec.id,
+                    spans: char_spans(&rec.text, &found),
+                    redacted: &redacted,
+                };
                 serde_json::to_writer(&mut buf, &out).map_err(std::io::Error::other)?;
             }
             Err(e) => {
-                let out = ErrLine { id: None, error: format!("line {}: {e}", n + 1) };
+                let out = ErrLine {
+                    id: None,
+                    error: format!("line {}: {e}", n + 1),
+                };
                 serde_json::to_writer(&mut buf, &out).map_err(std::io::Error::other)?;
             }
         }
@@ -80,6 +91,12 @@ pub fn char_spans(text: &str, found: &[Detection]) -> Vec<(usize, usize, &'stati
         }
         conv.push((*m, chars));
     }
-    let lookup = |b: usize| conv.binary_search_by_key(&b, |(x, _)| *x).map_or(0, |i| conv[i].1);
-    found.iter().map(|d| (lookup(d.start), lookup(d.end), d.kind.as_str())).collect()
+    let lookup = |b: usize| {
+        conv.binary_search_by_key(&b, |(x, _)| *x)
+            .map_or(0, |i| conv[i].1)
+    };
+    found
+        .iter()
+        .map(|d| (lookup(d.start), lookup(d.end), d.kind.as_str()))
+        .collect()
 }

@@ -47,12 +47,17 @@ mod dates;
 mod detectors;
 mod engine;
 mod escapes;
+mod gates;
 mod json;
 pub mod jsonl;
+mod name_tokens;
+mod name_words;
 mod names;
+mod numbers;
 mod replace;
 mod rules;
 mod secrets;
+mod sql;
 mod validate;
 
 use std::collections::BTreeMap;

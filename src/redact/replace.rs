@@ -11,7 +11,12 @@ use sha2::Sha256;
 
 use super::{Detection, PiiType, Replacement, TypeCounts};
 
-pub(super) fn apply(rep: &Replacement, text: &str, found: &[Detection], counts: &mut TypeCounts) -> String {
+pub(super) fn apply(
+    rep: &Replacement,
+    text: &str,
+    found: &[Detection],
+    counts: &mut TypeCounts,
+) -> String {
     let mut out = String::with_capacity(text.len() + found.len() * 8);
     let mut at = 0;
     for d in found {

@@ -33,22 +33,36 @@ impl CustomTerms {
                 continue;
             }
             let mut parts = line.splitn(3, char::is_whitespace);
-            let (verb, ty, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or("").trim());
+            let (verb, ty, rest) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or("").trim(),
+            );
             let Some(kind) = PiiType::parse(ty) else {
                 errors.push(format!("line {}: unknown type {ty:?} (expected one of EMAIL, PHONE, US_SSN, CREDIT_CARD, IBAN, IP_ADDRESS, API_KEY, PERSON, ADDRESS, DATE_OF_BIRTH)", n + 1));
                 continue;
             };
             if rest.is_empty() {
-                errors.push(format!("line {}: missing {} after the type", n + 1, if verb == "pattern" { "regex" } else { "term" }));
+                errors.push(format!(
+                    "line {}: missing {} after the type",
+                    n + 1,
+                    if verb == "pattern" { "regex" } else { "term" }
+                ));
                 continue;
             }
             match verb {
                 "term" => out.terms.push((rest.to_string(), kind)),
-                "pattern" => match regex::RegexBuilder::new(rest).size_limit(PATTERN_SIZE_LIMIT).build() {
+                "pattern" => match regex::RegexBuilder::new(rest)
+                    .size_limit(PATTERN_SIZE_LIMIT)
+                    .build()
+                {
                     Ok(_) => out.patterns.push((rest.to_string(), kind)),
                     Err(e) => errors.push(format!("line {}: invalid regex: {e}", n + 1)),
                 },
-                other => errors.push(format!("line {}: unknown rule {other:?} (expected `term` or `pattern`)", n + 1)),
+                other => errors.push(format!(
+                    "line {}: unknown rule {other:?} (expected `term` or `pattern`)",
+                    n + 1
+                )),
             }
         }
         if errors.is_empty() {
@@ -85,7 +99,10 @@ impl Compiled {
         };
         let mut patterns = Vec::new();
         for (i, (p, k)) in c.patterns.iter().enumerate() {
-            match regex::RegexBuilder::new(p).size_limit(PATTERN_SIZE_LIMIT).build() {
+            match regex::RegexBuilder::new(p)
+                .size_limit(PATTERN_SIZE_LIMIT)
+                .build()
+            {
                 Ok(r) => patterns.push((r, *k)),
                 Err(e) => errors.push(format!("pattern {}: {e}", i + 1)),
             }
@@ -100,7 +117,8 @@ impl Compiled {
     pub(super) fn scan(&self, text: &str, out: &mut Vec<Hit>) {
         if let Some((ac, kinds)) = &self.terms {
             for m in ac.find_iter(text) {
-                let bounded = !is_word(prev_char(text, m.start())) && !is_word(next_char(text, m.end()));
+                let bounded =
+                    !is_word(prev_char(text, m.start())) && !is_word(next_char(text, m.end()));
                 if let (true, Some(k)) = (bounded, kinds.get(m.pattern().as_usize())) {
                     out.push(Hit::new(m.start(), m.end(), *k));
                 }

@@ -10,7 +10,7 @@
 
 use regex::Regex;
 
-use super::engine::{is_word, prev_char, Hit};
+use super::engine::{is_word, prev_char, GateHits, Hit};
 use super::PiiType;
 
 fn re(p: &str) -> Regex {
@@ -30,9 +30,25 @@ pub(super) struct Secrets {
 pub(super) fn is_secret_key(k: &str) -> bool {
     let k = k.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
     const ENDS: &[&str] = &[
-        "password", "passwd", "pwd", "passphrase", "secret", "token", "api_key", "apikey",
-        "api-key", "access_key", "secret_key", "private_key", "client_secret", "credentials",
-        "auth_token", "access_token", "refresh_token", "session_token", "secret_access_key",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "access_key",
+        "secret_key",
+        "private_key",
+        "client_secret",
+        "credentials",
+        "auth_token",
+        "access_token",
+        "refresh_token",
+        "session_token",
+        "secret_access_key",
     ];
     ENDS.iter().any(|e| k.ends_with(e)) && !k.ends_with("_tokens") && !k.contains("max_")
 }
@@ -44,12 +60,23 @@ pub(super) fn plausible_secret_value(v: &str) -> bool {
         return false;
     }
     let l = v.to_ascii_lowercase();
-    const PLACEHOLDERS: &[&str] = &["null", "none", "true", "false", "redacted", "undefined", "string", "example"];
+    const PLACEHOLDERS: &[&str] = &[
+        "null",
+        "none",
+        "true",
+        "false",
+        "redacted",
+        "undefined",
+        "string",
+        "example",
+    ];
     if PLACEHOLDERS.contains(&l.as_str()) {
         return false;
     }
     let first = v.chars().next().unwrap_or(' ');
-    if matches!(first, '$' | '<' | '{' | '%' | '*') || v.chars().all(|c| c == v.chars().next().unwrap_or(c)) {
+    if matches!(first, '$' | '<' | '{' | '%' | '*')
+        || v.chars().all(|c| c == v.chars().next().unwrap_or(c))
+    {
         return false;
     }
     !v.contains(' ') || v.len() > 24
@@ -68,16 +95,19 @@ impl Secrets {
                 r"|eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]{4,}){0,2}",
                 r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
             )),
-            assignment: re(r#"(?i)([A-Za-z0-9_.\-]*(?:pass|pwd|secret|token|key|credential)[A-Za-z0-9_\-]*)["']?[ \t]*(?:=|:|=>)[ \t]*["']?([^\s"'&,;<>]+)"#),
-            dsn: re(r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{1,64}:([^\s/@"'<>]{1,128})@"#),
-            bearer: re(r"(?i)bearer[ \t]+([A-Za-z0-9._~+/\-]{16,}=*)"),
-            cookie: re(r#"(?i)cookie:[ \t]*[A-Za-z0-9_\-]+=([^\s;"]{16,})"#),
+            assignment: re(
+                r#"(?i)(?:pass|pwd|secret|token|key|credential)[A-Za-z0-9_\-]*["']?[ \t]*(?:=>|=|:)[ \t]*["']?[^\s"'&,;<>]+"#,
+            ),
+            dsn: re(
+                r#"://[^\s:/@"'<>]{1,64}:[^\s/"'<>]{1,128}@|(?:\s-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:[^\s'"]{1,128}"#,
+            ),
+            bearer: re(r"(?i)bearer[ \t]+[A-Za-z0-9._~+/\-]{16,}=*"),
+            cookie: re(r#"(?i)cookie:[ \t]*[A-Za-z0-9_\-]+=[^\s;"]{16,}"#),
             aws_secret: re(r"[A-Za-z0-9/+]{40}"),
         }
     }
 
-    pub(super) fn scan(&self, text: &str, out: &mut Vec<Hit>) {
-        let b = text.as_bytes();
+    pub(super) fn scan(&self, text: &str, gates: &GateHits, out: &mut Vec<Hit>) {
         for m in self.prefixed.find_iter(text) {
             let (s, mut e) = (m.start(), m.end());
             let p = prev_char(text, s);
@@ -92,42 +122,81 @@ impl Secrets {
             }
             out.push(Hit::new(s, e, PiiType::ApiKey));
         }
-        let lower_has = |w: &[u8]| b.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
-        if lower_has(b"pass") || lower_has(b"pwd") || lower_has(b"secret") || lower_has(b"token") || lower_has(b"key") || lower_has(b"credential") {
-            for c in self.assignment.captures_iter(text) {
-                let (Some(k), Some(v)) = (c.get(1), c.get(2)) else { continue };
-                if is_secret_key(&k.as_str().to_ascii_lowercase()) && plausible_secret_value(v.as_str()) && !v.as_str().starts_with("Bearer") {
-                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+        if gates.secret {
+            for m in self.assignment.find_iter(text) {
+                // the key runs back to the start of its identifier (`AWS_SECRET_ACCESS_KEY`)
+                let bytes = text.as_bytes();
+                let mut ks = m.start();
+                while ks > 0
+                    && (bytes[ks - 1].is_ascii_alphanumeric()
+                        || matches!(bytes[ks - 1], b'_' | b'.' | b'-'))
+                {
+                    ks -= 1;
+                }
+                let body = m.as_str();
+                let Some(sep) = body.find(['=', ':']) else {
+                    continue;
+                };
+                let key = &text[ks..m.start() + sep];
+                let vstart = body[sep..]
+                    .find(|c: char| !matches!(c, '=' | ':' | '>' | ' ' | '\t' | '"' | '\''))
+                    .map_or(body.len(), |i| sep + i);
+                let value = &body[vstart..];
+                if is_secret_key(&key.to_ascii_lowercase())
+                    && plausible_secret_value(value)
+                    && !value.starts_with("Bearer")
+                {
+                    out.push(Hit::new(m.start() + vstart, m.end(), PiiType::ApiKey));
                 }
             }
         }
-        if text.contains("://") {
-            for c in self.dsn.captures_iter(text) {
-                if let Some(v) = c.get(1) {
-                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+        if gates.dsn || text.contains(" -u ") || text.contains("--user") {
+            for m in self.dsn.find_iter(text) {
+                let body = m.as_str();
+                // `scheme://user:PASS@` or curl `-u user:PASS`
+                let (skip, trail) = if body.starts_with("://") {
+                    (3, 1)
+                } else {
+                    (4, 0)
+                };
+                if let Some(c) = body.get(skip..).and_then(|r| r.find(':')) {
+                    let (vs, ve) = (m.start() + skip + c + 1, m.end() - trail);
+                    if ve > vs {
+                        out.push(Hit::new(vs, ve, PiiType::ApiKey));
+                    }
                 }
             }
         }
-        if lower_has(b"bearer") {
-            for c in self.bearer.captures_iter(text) {
-                if let Some(v) = c.get(1).filter(|v| mixed(v.as_str())) {
-                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+        if gates.bearer {
+            for m in self.bearer.find_iter(text) {
+                let v = m.as_str()[6..].trim_start();
+                if mixed(v) {
+                    out.push(Hit::new(m.end() - v.len(), m.end(), PiiType::ApiKey));
                 }
             }
         }
-        if lower_has(b"cookie:") {
-            for c in self.cookie.captures_iter(text) {
-                if let Some(v) = c.get(1).filter(|v| mixed(v.as_str())) {
-                    out.push(Hit::new(v.start(), v.end(), PiiType::ApiKey));
+        if gates.cookie {
+            for m in self.cookie.find_iter(text) {
+                let body = m.as_str();
+                if let Some(eq) = body.find('=') {
+                    if mixed(&body[eq + 1..]) {
+                        out.push(Hit::new(m.start() + eq + 1, m.end(), PiiType::ApiKey));
+                    }
                 }
             }
         }
-        if lower_has(b"aws") {
+        if gates.aws {
             for m in self.aws_secret.find_iter(text) {
                 let edge = |c: Option<char>| is_word(c) || matches!(c, Some('/' | '+' | '='));
                 let v = m.as_str();
                 let hexish = v.bytes().all(|c| c.is_ascii_hexdigit());
-                if !edge(prev_char(text, m.start())) && !edge(text.get(m.end()..).and_then(|r| r.chars().next())) && mixed(v) && !hexish && v.bytes().any(|c| c.is_ascii_uppercase()) && v.bytes().any(|c| c.is_ascii_lowercase()) {
+                if !edge(prev_char(text, m.start()))
+                    && !edge(text.get(m.end()..).and_then(|r| r.chars().next()))
+                    && mixed(v)
+                    && !hexish
+                    && v.bytes().any(|c| c.is_ascii_uppercase())
+                    && v.bytes().any(|c| c.is_ascii_lowercase())
+                {
                     out.push(Hit::new(m.start(), m.end(), PiiType::ApiKey));
                 }
             }
@@ -153,10 +222,21 @@ fn pem_end(text: &str, from: usize) -> usize {
     }
     let run = window
         .bytes()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b','))
+        .take_while(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b','
+                )
+        })
         .count();
     let mut end = from + run;
-    while end > from && text.as_bytes().get(end - 1).is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'=') {
+    while end > from
+        && text
+            .as_bytes()
+            .get(end - 1)
+            .is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'=')
+    {
         end -= 1;
     }
     end

@@ -1,7 +1,8 @@
 //! The event log's tamper-evident chain.
 //!
-//! Every log record has a `digest` (SHA-256 over its position and content) and a `link`:
-//! `link[n] = HMAC-SHA256(chain_key, link[n-1] || digest[n])`. The chain key is derived from
+//! Every log record has a `digest` (SHA-256 over its content) and a `link`:
+//! `link[n] = HMAC-SHA256(chain_key, link[n-1] || n || digest[n])`. The digest is computed where
+//! the event is received (in parallel); only the cheap link is computed by the single writer. The chain key is derived from
 //! `AUDITTRAIL_SECRET_KEY`, so someone who can write the database but lacks the key cannot
 //! recompute links after editing, inserting, deleting or reordering a record.
 //!
@@ -36,18 +37,20 @@ impl ChainKey {
         ChainKey(mac.finalize().into_bytes().into())
     }
 
-    pub fn link(&self, prev: &Hash, digest: &Hash) -> Hash {
+    /// The link of the record at log position `seq`: covers the previous link (deletion,
+    /// insertion), the position (reordering) and the content digest (edits).
+    pub fn link(&self, prev: &Hash, seq: i64, digest: &Hash) -> Hash {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
         mac.update(prev);
+        mac.update(&seq.to_be_bytes());
         mac.update(digest);
         mac.finalize().into_bytes().into()
     }
 }
 
-/// What a record's digest covers: its log position and every stored column of content.
-/// Fields are length-prefixed so no two different records hash the same bytes.
+/// What a record's digest covers: every stored column of content (its position is covered by
+/// the link). Fields are length-prefixed so no two different records hash the same bytes.
 pub struct RecordContent<'a> {
-    pub seq: i64,
     pub project: &'a str,
     pub event_id: &'a str,
     pub record_type: &'a str,
@@ -58,7 +61,6 @@ pub struct RecordContent<'a> {
 pub fn digest(r: &RecordContent<'_>) -> Hash {
     let mut h = Sha256::new();
     h.update(b"audittrail/record/v1");
-    h.update(r.seq.to_be_bytes());
     for part in [r.project, r.event_id, r.record_type, r.recorded_at, r.body] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
@@ -94,33 +96,33 @@ pub fn from_hex(s: &str) -> Option<Hash> {
 mod tests {
     use super::*;
 
-    fn content(seq: i64, body: &str) -> RecordContent<'_> {
-        RecordContent { seq, project: "default", event_id: "e", record_type: "span", recorded_at: "t", body }
+    fn content(body: &str) -> RecordContent<'_> {
+        RecordContent { project: "default", event_id: "e", record_type: "span", recorded_at: "t", body }
     }
 
     #[test]
     fn links_depend_on_key_order_and_content() {
         let k = ChainKey::derive(b"secret");
-        let d1 = digest(&content(1, "a"));
-        let d2 = digest(&content(2, "b"));
-        let l1 = k.link(&GENESIS, &d1);
-        let l2 = k.link(&l1, &d2);
-        assert_ne!(l2, k.link(&GENESIS, &d2), "dropping a record changes the next link");
-        assert_ne!(l1, ChainKey::derive(b"other").link(&GENESIS, &d1), "the key matters");
-        assert_ne!(d1, digest(&content(1, "b")), "content matters");
-        assert_ne!(d1, digest(&content(2, "a")), "position matters");
+        let d1 = digest(&content("a"));
+        let d2 = digest(&content("b"));
+        let l1 = k.link(&GENESIS, 1, &d1);
+        let l2 = k.link(&l1, 2, &d2);
+        assert_ne!(l2, k.link(&GENESIS, 2, &d2), "dropping a record changes the next link");
+        assert_ne!(l1, ChainKey::derive(b"other").link(&GENESIS, 1, &d1), "the key matters");
+        assert_ne!(d1, digest(&content("b")), "content matters");
+        assert_ne!(l1, k.link(&GENESIS, 2, &d1), "position matters");
     }
 
     #[test]
     fn length_prefix_prevents_field_shifting() {
-        let a = RecordContent { seq: 1, project: "ab", event_id: "c", record_type: "", recorded_at: "", body: "" };
-        let b = RecordContent { seq: 1, project: "a", event_id: "bc", record_type: "", recorded_at: "", body: "" };
+        let a = RecordContent { project: "ab", event_id: "c", record_type: "", recorded_at: "", body: "" };
+        let b = RecordContent { project: "a", event_id: "bc", record_type: "", recorded_at: "", body: "" };
         assert_ne!(digest(&a), digest(&b));
     }
 
     #[test]
     fn hex_round_trips() {
-        let d = digest(&content(7, "x"));
+        let d = digest(&content("x"));
         assert_eq!(from_hex(&to_hex(&d)), Some(d));
         assert_eq!(from_hex("zz"), None);
     }

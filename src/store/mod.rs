@@ -19,6 +19,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod projection;
 pub mod query;
+pub mod record;
 pub mod replay;
 pub mod schema;
 pub mod verify;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
+pub use record::PreparedEvent;
 pub use writer::{AppendError, AppendOutcome, WriterHandle};
 
 /// Errors of the store. Messages are for operators (logs); the API maps them to opaque 5xx.

@@ -1,7 +1,7 @@
 //! `audittrail verify`: walks the chain and names the first record that does not verify.
 //!
 //! Detects an edited record (digest mismatch), a deleted, inserted or reordered record (link
-//! mismatch: the link covers the previous link and the digest covers the position), an edited
+//! mismatch: the link covers the previous link and the position), an edited
 //! digest or link, and a truncated tail (the log ends before, or disagrees with, the last
 //! checkpoint recorded outside the events table). Erased records (body cleared, digest kept)
 //! verify through their stored digest and are counted.
@@ -87,7 +87,6 @@ pub async fn verify(
                 let record_type: String = row.try_get("record_type")?;
                 let recorded_at: String = row.try_get("recorded_at")?;
                 let d = chain::digest(&RecordContent {
-                    seq,
                     project: &project,
                     event_id: &event_id,
                     record_type: &record_type,
@@ -104,7 +103,7 @@ pub async fn verify(
                 stored_digest
             }
         };
-        let link = key.link(&prev, &digest);
+        let link = key.link(&prev, seq, &digest);
         if link != stored_link {
             return Err(ChainFault::BrokenLink { seq, event_id }.into());
         }

@@ -7,25 +7,23 @@
 //! Back-pressure: [`WriterHandle::append`] never waits for queue space; a full queue is
 //! [`AppendError::Busy`], which ingest turns into `503` + `Retry-After`, so memory stays bounded.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use serde::Serialize;
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{self, ChainKey, Hash, RecordContent};
+use super::chain::{self, ChainKey, Hash};
 use super::checkpoint::{Checkpoint, CheckpointFile};
-use super::projection::{self, TraceBatch};
-use super::schema::{Events, RecordType};
+use super::projection::{TraceBatch, TraceSummaryRow};
+use super::record::PreparedEvent;
+use super::schema::Events;
 use super::{Store, StoreError};
-use crate::event::format_time;
-use crate::redact::event::RedactedEvent;
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -57,8 +55,7 @@ pub enum AppendError {
 }
 
 struct AppendRequest {
-    project: String,
-    events: Vec<RedactedEvent>,
+    events: Vec<PreparedEvent>,
     reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
 }
 
@@ -88,10 +85,10 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Appends `events` under `project`; resolves once they are durable.
-    pub async fn append(&self, project: String, events: Vec<RedactedEvent>) -> Result<AppendOutcome, AppendError> {
+    /// Appends `events`; resolves once they are durable.
+    pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, AppendError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(AppendRequest { project, events, reply }).map_err(|e| match e {
+        self.tx.try_send(AppendRequest { events, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 metrics::counter!("audittrail_writer_rejected_total").increment(1);
                 AppendError::Busy
@@ -159,19 +156,6 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
     })
 }
 
-/// One row for the `events` table.
-struct NewRecord {
-    seq: i64,
-    project: String,
-    event_id: String,
-    record_type: RecordType,
-    trace_id: Option<String>,
-    event_time: Option<String>,
-    body: String,
-    digest: Hash,
-    link: Hash,
-}
-
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>) {
         while let Some(first) = rx.recv().await {
@@ -225,54 +209,34 @@ impl Writer {
     }
 
     async fn commit(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let recorded_at = format_time(&Utc::now());
         let mut tx = self.conn.begin().await?;
         let existing = existing_ids(&mut tx, batch).await?;
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
         let mut head = self.head;
-        let mut records = Vec::new();
+        let mut rows: Vec<(&PreparedEvent, i64, Hash)> = Vec::new();
         let mut traces = TraceBatch::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         for req in batch {
             let mut outcome = AppendOutcome { event_ids: Vec::with_capacity(req.events.len()), duplicates: 0 };
             for ev in &req.events {
-                let id = ev.event().event_id.as_str();
-                outcome.event_ids.push(id.to_owned());
-                let key = (req.project.as_str(), id);
-                if existing.contains(&(req.project.clone(), id.to_owned())) || !seen.insert(key) {
-                    outcome.duplicates += 1;
-                    continue;
+                outcome.event_ids.push(ev.event_id.clone());
+                if ev.id_from_client {
+                    let key = (ev.project.as_str(), ev.event_id.as_str());
+                    if existing.contains(&key) || !seen.insert(key) {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
                 }
-                let body = ev.to_body(&req.project);
                 head.seq += 1;
-                if let Some((trace_id, row)) = projection::span_facts(head.seq, &body) {
-                    traces.add(&req.project, trace_id, row);
+                head.link = self.cfg.key.link(&head.link, head.seq, &ev.digest);
+                if let Some((trace_id, facts)) = &ev.facts {
+                    traces.add(&ev.project, trace_id.clone(), TraceSummaryRow { last_seq: head.seq, ..facts.clone() });
                 }
-                let body = body.to_string();
-                let digest = chain::digest(&RecordContent {
-                    seq: head.seq,
-                    project: &req.project,
-                    event_id: id,
-                    record_type: RecordType::Span.as_str(),
-                    recorded_at: &recorded_at,
-                    body: &body,
-                });
-                head.link = self.cfg.key.link(&head.link, &digest);
-                records.push(NewRecord {
-                    seq: head.seq,
-                    project: req.project.clone(),
-                    event_id: id.to_owned(),
-                    record_type: RecordType::Span,
-                    trace_id: Some(ev.event().trace_id.clone()),
-                    event_time: Some(format_time(&ev.event().start_time)),
-                    body,
-                    digest,
-                    link: head.link,
-                });
+                rows.push((ev, head.seq, head.link));
             }
             outcomes.push(outcome);
         }
-        insert_records(&mut tx, &records, &recorded_at).await?;
+        insert_records(&mut tx, &rows).await?;
         if !traces.is_empty() {
             traces.write(&mut tx).await?;
         }
@@ -283,12 +247,12 @@ impl Writer {
     }
 }
 
-/// Ids of this batch's events that the log already holds (an SDK retrying a batch).
-async fn existing_ids(conn: &mut SqliteConnection, batch: &[AppendRequest]) -> Result<HashSet<(String, String)>, StoreError> {
+/// Client-chosen ids of this batch that the log already holds (an SDK retrying a batch).
+async fn existing_ids<'a>(conn: &mut SqliteConnection, batch: &'a [AppendRequest]) -> Result<HashSet<(&'a str, &'a str)>, StoreError> {
     let mut found = HashSet::new();
-    let mut by_project: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for req in batch {
-        by_project.entry(&req.project).or_default().extend(req.events.iter().map(|e| e.event().event_id.as_str()));
+    let mut by_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for ev in batch.iter().flat_map(|r| &r.events).filter(|e| e.id_from_client) {
+        by_project.entry(&ev.project).or_default().push(&ev.event_id);
     }
     for (project, ids) in by_project {
         for chunk in ids.chunks(500) {
@@ -299,16 +263,19 @@ async fn existing_ids(conn: &mut SqliteConnection, batch: &[AppendRequest]) -> R
                 .and_where(Expr::col(Events::EventId).is_in(chunk.iter().copied()))
                 .build_sqlx(SqliteQueryBuilder);
             for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_all(&mut *conn).await? {
-                found.insert((project.to_owned(), row.try_get::<String, _>(0)?));
+                let id: String = row.try_get(0)?;
+                if let Some(known) = chunk.iter().find(|c| **c == id) {
+                    found.insert((project, *known));
+                }
             }
         }
     }
     Ok(found)
 }
 
-async fn insert_records(conn: &mut SqliteConnection, records: &[NewRecord], recorded_at: &str) -> Result<(), StoreError> {
+async fn insert_records(conn: &mut SqliteConnection, rows: &[(&PreparedEvent, i64, Hash)]) -> Result<(), StoreError> {
     // 10 columns x 300 rows stays well under SQLite's 32,766 bound parameters.
-    for chunk in records.chunks(300) {
+    for chunk in rows.chunks(300) {
         let mut q = Query::insert();
         q.into_table(Events::Table).columns([
             Events::Seq,
@@ -322,18 +289,18 @@ async fn insert_records(conn: &mut SqliteConnection, records: &[NewRecord], reco
             Events::Digest,
             Events::Link,
         ]);
-        for r in chunk {
+        for (ev, seq, link) in chunk {
             q.values_panic([
-                r.seq.into(),
-                r.project.clone().into(),
-                r.event_id.clone().into(),
-                r.record_type.as_str().into(),
-                r.trace_id.clone().into(),
-                r.event_time.clone().into(),
-                recorded_at.into(),
-                r.body.clone().into(),
-                chain::to_hex(&r.digest).into(),
-                chain::to_hex(&r.link).into(),
+                (*seq).into(),
+                ev.project.clone().into(),
+                ev.event_id.clone().into(),
+                ev.record_type.as_str().into(),
+                ev.trace_id.clone().into(),
+                ev.event_time.clone().into(),
+                ev.recorded_at.clone().into(),
+                ev.body_text.clone().into(),
+                chain::to_hex(&ev.digest).into(),
+                chain::to_hex(link).into(),
             ]);
         }
         let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
