@@ -11,7 +11,11 @@ use crate::store::checkpoint::CheckpointFile;
 use crate::store::{replay, verify};
 
 #[derive(Debug, Parser)]
-#[command(name = "audittrail", version, about = "Audit and governance service for AI agents")]
+#[command(
+    name = "audittrail",
+    version,
+    about = "Audit and governance service for AI agents"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -31,6 +35,35 @@ pub enum Command {
     Replay,
     /// Load generator: post batches of realistic events and report events/s and latency.
     Bench(crate::loadgen::BenchArgs),
+    /// Constitutional rules: check, test against fixtures, replay history (ablation).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Compile every rule file and list every problem (exit 1 if any).
+    Check {
+        /// Rules directory (default: AUDITTRAIL_RULES_DIR).
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Run each rule against its fixtures in DIR/tests/<rule_id>.json.
+    Test { dir: Option<std::path::PathBuf> },
+    /// Re-evaluate the stored log through a rule set and print what would change. Read-only.
+    Replay {
+        /// Candidate rules directory (default: AUDITTRAIL_RULES_DIR).
+        #[arg(long)]
+        rules: Option<std::path::PathBuf>,
+        /// Leave this rule out of the candidate set (repeatable).
+        #[arg(long)]
+        disable: Vec<String>,
+        /// Compare only events that started at or after this RFC 3339 time.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// ...and before this time.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 /// What the process should exit with.
@@ -57,7 +90,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let total = verify::count_records(&store.readers).await?;
             let bar = progress_bar(total, "verifying");
             let checkpoint = CheckpointFile::beside(store.path()).read()?;
-            let result = verify::verify(&store.readers, &server::chain_key(&resolved), checkpoint.as_ref(), |n| bar.set_position(n)).await;
+            let result = verify::verify(
+                &store.readers,
+                &server::chain_key(&resolved),
+                checkpoint.as_ref(),
+                |n| bar.set_position(n),
+            )
+            .await;
             bar.finish_and_clear();
             match result {
                 Ok(r) => {
@@ -67,7 +106,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.base_seq + 1,
                         r.head_seq,
                         r.erased,
-                        checkpoint.map(|c| format!("at seq {} matches", c.seq)).unwrap_or_else(|| "absent".into())
+                        checkpoint
+                            .map(|c| format!("at seq {} matches", c.seq))
+                            .unwrap_or_else(|| "absent".into())
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -85,11 +126,89 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bar = progress_bar(total, "replaying");
             let report = replay::rebuild(&store, |n| bar.set_position(n)).await?;
             bar.finish_and_clear();
-            println!("rebuilt {} trace summaries from {} span records", report.traces, report.records);
+            println!(
+                "rebuilt {} trace summaries from {} span records and {} rule outcomes",
+                report.traces, report.records, report.outcomes
+            );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rules(cmd) => rules_command(&cli.config, cmd).await,
         Command::Bench(args) => {
             let report = crate::loadgen::run(args).await?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<ExitCode> {
+    use crate::rules::RuleSet;
+    match cmd {
+        RulesCommand::Check { dir } => {
+            let dir = dir.unwrap_or_else(|| config.rules_dir.clone());
+            match RuleSet::load_dir(&dir) {
+                Ok(set) => {
+                    for r in set.rules() {
+                        println!(
+                            "ok  {:<28} {:<9} {}",
+                            r.id(),
+                            r.severity().as_str(),
+                            r.description()
+                        );
+                    }
+                    println!("{} rules compiled", set.rules().len());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{} problems", errors.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        RulesCommand::Test { dir } => {
+            let dir = dir.unwrap_or_else(|| config.rules_dir.clone());
+            let report = crate::rules::run_fixtures(&dir);
+            println!("{report}");
+            Ok(if report.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        RulesCommand::Replay {
+            rules,
+            disable,
+            from,
+            to,
+        } => {
+            let dir = rules.unwrap_or_else(|| config.rules_dir.clone());
+            let set = match RuleSet::load_dir(&dir) {
+                Ok(set) => set,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let set = set.without(&disable);
+            let resolved = config.resolve().map_err(server::ServeError::Config)?;
+            let store = server::open_store(config, &resolved).await?;
+            let bar = progress_bar(
+                verify::count_records(&store.readers).await?,
+                "re-evaluating",
+            );
+            let report = crate::ablation::run(
+                &store.readers,
+                &set,
+                &crate::ablation::AblationRange { from, to },
+                |n| bar.set_position(n),
+            )
+            .await?;
+            bar.finish_and_clear();
             println!("{report}");
             Ok(ExitCode::SUCCESS)
         }

@@ -57,7 +57,12 @@ pub struct Config {
     pub database_url_file: Option<PathBuf>,
 
     /// `development` or `production`. Production refuses to start with unsafe settings.
-    #[arg(long, env = "AUDITTRAIL_ENVIRONMENT", value_enum, default_value = "development")]
+    #[arg(
+        long,
+        env = "AUDITTRAIL_ENVIRONMENT",
+        value_enum,
+        default_value = "development"
+    )]
     pub environment: Environment,
 
     /// Verbose error details. Refused in production.
@@ -168,21 +173,30 @@ impl Config {
                 if key.expose() == DEFAULT_SECRET_KEY {
                     problems.push("AUDITTRAIL_SECRET_KEY: the default key is not allowed in production (generate one with `openssl rand -hex 32`)".into());
                 } else if key.expose().len() < 32 {
-                    problems.push("AUDITTRAIL_SECRET_KEY: must be at least 32 bytes in production".into());
+                    problems.push(
+                        "AUDITTRAIL_SECRET_KEY: must be at least 32 bytes in production".into(),
+                    );
                 }
             }
             if self.debug {
                 problems.push("AUDITTRAIL_DEBUG: must be false in production".into());
             }
             if cors_origins.iter().any(|o| o.trim() == "*") {
-                problems.push("AUDITTRAIL_CORS_ORIGINS: `*` is not allowed in production; list your origins".into());
+                problems.push(
+                    "AUDITTRAIL_CORS_ORIGINS: `*` is not allowed in production; list your origins"
+                        .into(),
+                );
             }
         }
         if self.max_batch_events == 0 || self.writer_queue == 0 || self.writer_batch_events == 0 {
             problems.push("AUDITTRAIL_MAX_BATCH_EVENTS, AUDITTRAIL_WRITER_QUEUE and AUDITTRAIL_WRITER_BATCH_EVENTS must be positive".into());
         }
         match (secret_key, database, problems.is_empty()) {
-            (Some(secret_key), Some(database), true) => Ok(Resolved { secret_key, database, cors_origins }),
+            (Some(secret_key), Some(database), true) => Ok(Resolved {
+                secret_key,
+                database,
+                cors_origins,
+            }),
             _ => Err(problems),
         }
     }
@@ -204,7 +218,9 @@ pub fn resolve_database(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTa
     let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(DatabaseTarget::Sqlite(data_dir.join("audittrail.db")));
     };
-    let (scheme, rest) = url.split_once(':').ok_or("expected a URL such as sqlite:///data/audittrail.db")?;
+    let (scheme, rest) = url
+        .split_once(':')
+        .ok_or("expected a URL such as sqlite:///data/audittrail.db")?;
     let driver = scheme.split('+').next().unwrap_or(scheme);
     match driver {
         "sqlite" => {
@@ -214,14 +230,20 @@ pub fn resolve_database(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTa
                 p
             } else if let Some(p) = rest.strip_prefix("//") {
                 if p.is_empty() {
-                    return Err("an in-memory SQLite database cannot hold a durable log; give a file path".into());
+                    return Err(
+                        "an in-memory SQLite database cannot hold a durable log; give a file path"
+                            .into(),
+                    );
                 }
                 return Err("SQLite URLs take the form sqlite:///relative/path.db or sqlite:////absolute/path.db".into());
             } else {
                 rest
             };
             if path.is_empty() || path == ":memory:" {
-                return Err("an in-memory SQLite database cannot hold a durable log; give a file path".into());
+                return Err(
+                    "an in-memory SQLite database cannot hold a durable log; give a file path"
+                        .into(),
+                );
             }
             Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
         }
@@ -243,18 +265,39 @@ mod tests {
 
     #[test]
     fn sqlalchemy_urls_keep_their_meaning() {
-        assert_eq!(sqlite("sqlite+aiosqlite:///data/audittrail.db"), PathBuf::from("data/audittrail.db"));
-        assert_eq!(sqlite("sqlite+aiosqlite:////app/data/audittrail.db"), PathBuf::from("/app/data/audittrail.db"));
+        assert_eq!(
+            sqlite("sqlite+aiosqlite:///data/audittrail.db"),
+            PathBuf::from("data/audittrail.db")
+        );
+        assert_eq!(
+            sqlite("sqlite+aiosqlite:////app/data/audittrail.db"),
+            PathBuf::from("/app/data/audittrail.db")
+        );
         assert_eq!(sqlite("sqlite:///x.db?mode=rwc"), PathBuf::from("x.db"));
         assert_eq!(sqlite("sqlite:x.db"), PathBuf::from("x.db"));
-        assert_eq!(resolve_database(None, Path::new("d")), Ok(DatabaseTarget::Sqlite(PathBuf::from("d/audittrail.db"))));
-        assert_eq!(resolve_database(Some("postgresql+asyncpg://u:p@h/db"), Path::new("d")), Ok(DatabaseTarget::Postgres));
+        assert_eq!(
+            resolve_database(None, Path::new("d")),
+            Ok(DatabaseTarget::Sqlite(PathBuf::from("d/audittrail.db")))
+        );
+        assert_eq!(
+            resolve_database(Some("postgresql+asyncpg://u:p@h/db"), Path::new("d")),
+            Ok(DatabaseTarget::Postgres)
+        );
     }
 
     #[test]
     fn memory_and_host_forms_are_refused() {
-        for bad in ["sqlite://", "sqlite:///:memory:", "sqlite://host/x.db", "mysql://x", "nonsense"] {
-            assert!(resolve_database(Some(bad), Path::new("d")).is_err(), "{bad}");
+        for bad in [
+            "sqlite://",
+            "sqlite:///:memory:",
+            "sqlite://host/x.db",
+            "mysql://x",
+            "nonsense",
+        ] {
+            assert!(
+                resolve_database(Some(bad), Path::new("d")).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -109,8 +109,12 @@ pub struct TraceEvent {
 
 impl TraceEvent {
     pub fn duration_ms(&self) -> Option<f64> {
-        self.end_time
-            .map(|end| (end - self.start_time).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0)
+        self.end_time.map(|end| {
+            (end - self.start_time)
+                .num_microseconds()
+                .unwrap_or(i64::MAX) as f64
+                / 1000.0
+        })
     }
 }
 
@@ -143,7 +147,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_id_len: 128, max_name_len: 512, max_depth: 32 }
+        Limits {
+            max_id_len: 128,
+            max_name_len: 512,
+            max_depth: 32,
+        }
     }
 }
 
@@ -168,7 +176,11 @@ pub fn parse_event(
     limits: &Limits,
     new_id: impl FnOnce() -> String,
 ) -> Result<TraceEvent, Vec<FieldError>> {
-    let mut p = FieldReader { path, errors: Vec::new(), limits };
+    let mut p = FieldReader {
+        path,
+        errors: Vec::new(),
+        limits,
+    };
     let Value::Object(mut obj) = value else {
         p.fail("", "must be a JSON object");
         return Err(p.errors);
@@ -191,7 +203,10 @@ pub fn parse_event(
             None
         }
         Some(Value::String(s)) => SpanKind::parse_client(s).or_else(|| {
-            p.fail("kind", &format!("must be one of {}", SpanKind::CLIENT_KINDS));
+            p.fail(
+                "kind",
+                &format!("must be one of {}", SpanKind::CLIENT_KINDS),
+            );
             None
         }),
         Some(_) => {
@@ -233,7 +248,10 @@ pub fn parse_event(
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => {
             if m.values().map(depth).max().unwrap_or(0) + 1 > limits.max_depth {
-                p.fail("attributes", &format!("nested deeper than {} levels", limits.max_depth));
+                p.fail(
+                    "attributes",
+                    &format!("nested deeper than {} levels", limits.max_depth),
+                );
             }
             m
         }
@@ -294,8 +312,15 @@ struct FieldReader<'a> {
 
 impl FieldReader<'_> {
     fn fail(&mut self, field: &str, message: &str) {
-        let path = if field.is_empty() { self.path.to_owned() } else { format!("{}.{field}", self.path) };
-        self.errors.push(FieldError { path, message: message.to_owned() });
+        let path = if field.is_empty() {
+            self.path.to_owned()
+        } else {
+            format!("{}.{field}", self.path)
+        };
+        self.errors.push(FieldError {
+            path,
+            message: message.to_owned(),
+        });
     }
 
     fn str_field(&mut self, obj: &Map<String, Value>, field: &str, max: usize) -> Option<String> {
@@ -338,7 +363,12 @@ impl FieldReader<'_> {
         self.str_field(obj, field, self.limits.max_name_len)
     }
 
-    fn time(&mut self, obj: &Map<String, Value>, field: &str, required: bool) -> Option<DateTime<Utc>> {
+    fn time(
+        &mut self,
+        obj: &Map<String, Value>,
+        field: &str,
+        required: bool,
+    ) -> Option<DateTime<Utc>> {
         match obj.get(field) {
             None | Some(Value::Null) => {
                 if required {
@@ -362,7 +392,9 @@ impl FieldReader<'_> {
 
     fn usage(&mut self, obj: &Map<String, Value>) -> Usage {
         let mut usage = Usage::default();
-        let Some(u) = obj.get("usage") else { return usage };
+        let Some(u) = obj.get("usage") else {
+            return usage;
+        };
         let u = match u {
             Value::Null => return usage,
             Value::Object(u) => u,
@@ -371,7 +403,10 @@ impl FieldReader<'_> {
                 return usage;
             }
         };
-        for (key, slot) in [("input_tokens", &mut usage.input_tokens), ("output_tokens", &mut usage.output_tokens)] {
+        for (key, slot) in [
+            ("input_tokens", &mut usage.input_tokens),
+            ("output_tokens", &mut usage.output_tokens),
+        ] {
             match u.get(key) {
                 None | Some(Value::Null) => {}
                 Some(v) => match v.as_u64() {
@@ -387,8 +422,13 @@ impl FieldReader<'_> {
                 _ => self.fail("usage.cost_usd", "must be a non-negative number"),
             },
         }
-        if u.keys().any(|k| !["input_tokens", "output_tokens", "cost_usd"].contains(&k.as_str())) {
-            self.fail("usage", "unknown field (allowed: input_tokens, output_tokens, cost_usd)");
+        if u.keys()
+            .any(|k| !["input_tokens", "output_tokens", "cost_usd"].contains(&k.as_str()))
+        {
+            self.fail(
+                "usage",
+                "unknown field (allowed: input_tokens, output_tokens, cost_usd)",
+            );
         }
         usage
     }
@@ -401,7 +441,10 @@ impl FieldReader<'_> {
 
     fn depth_check(&mut self, field: &str, v: &Value) {
         if depth(v) > self.limits.max_depth {
-            self.fail(field, &format!("nested deeper than {} levels", self.limits.max_depth));
+            self.fail(
+                field,
+                &format!("nested deeper than {} levels", self.limits.max_depth),
+            );
         }
     }
 }
@@ -457,7 +500,15 @@ mod tests {
     fn rejects_missing_required_and_bad_kind() {
         let errs = parse(json!({"kind": "guard"})).unwrap_err();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["events[0].trace_id", "events[0].span_id", "events[0].kind", "events[0].start_time"]);
+        assert_eq!(
+            paths,
+            [
+                "events[0].trace_id",
+                "events[0].span_id",
+                "events[0].kind",
+                "events[0].start_time"
+            ]
+        );
     }
 
     #[test]

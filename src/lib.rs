@@ -19,12 +19,14 @@
 //! - [`config`], [`server`], [`cli`]: configuration, start-up/shutdown, the command line.
 //! - [`loadgen`]: the load generator behind the README's figures.
 
+pub mod ablation;
 pub mod cli;
 pub mod config;
 pub mod event;
 pub mod ingest;
 pub mod loadgen;
 pub mod pipeline;
+pub mod rules;
 pub mod redact {
     //! Redaction stage (the detector itself lands in this module).
     pub mod event;

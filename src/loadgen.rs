@@ -65,8 +65,18 @@ impl fmt::Display for BenchReport {
 
 /// A realistic agent step of about 1 KB of JSON.
 pub fn sample_event(trace: &str, i: usize) -> Value {
-    let start = format!("2026-11-22T10:{:02}:{:02}.{:03}Z", (i / 60) % 60, i % 60, i % 1000);
-    let end = format!("2026-11-22T10:{:02}:{:02}.{:03}Z", (i / 60) % 60, i % 60, (i % 1000).min(998) + 1);
+    let start = format!(
+        "2026-11-22T10:{:02}:{:02}.{:03}Z",
+        (i / 60) % 60,
+        i % 60,
+        i % 1000
+    );
+    let end = format!(
+        "2026-11-22T10:{:02}:{:02}.{:03}Z",
+        (i / 60) % 60,
+        i % 60,
+        (i % 1000).min(998) + 1
+    );
     let common = |kind: &str, name: &str| {
         json!({
             "trace_id": trace, "span_id": format!("{trace}-{i:04}"),
@@ -89,9 +99,11 @@ pub fn sample_event(trace: &str, i: usize) -> Value {
         }
         1 => {
             let mut e = common("tool", "lookup_order");
-            e["input"] = json!({"order_id": 48213, "fields": ["status", "carrier", "eta", "items"]});
+            e["input"] =
+                json!({"order_id": 48213, "fields": ["status", "carrier", "eta", "items"]});
             e["output"] = json!({"status": "shipped", "carrier": "DHL", "eta": "2026-11-27", "items": [{"sku": "BK-1142", "title": "Designing Data-Intensive Applications", "qty": 1}], "warehouse": "LEJ-2"});
-            e["attributes"] = json!({"tool.version": "2.3.1", "http.status_code": 200, "latency_bucket": "fast"});
+            e["attributes"] =
+                json!({"tool.version": "2.3.1", "http.status_code": 200, "latency_bucket": "fast"});
             e
         }
         2 => {
@@ -117,21 +129,30 @@ pub fn sample_event(trace: &str, i: usize) -> Value {
 
 /// One batch body with a placeholder trace id, rendered once and specialised per request.
 fn batch_template(n: usize) -> String {
-    let events: Vec<Value> = (0..n).map(|i| sample_event("TRACEIDTRACEIDTRACEIDTRACEID0000", i)).collect();
+    let events: Vec<Value> = (0..n)
+        .map(|i| sample_event("TRACEIDTRACEIDTRACEIDTRACEID0000", i))
+        .collect();
     json!({ "events": events }).to_string()
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let template = Arc::new(batch_template(args.batch.max(1)));
     let event_bytes = template.len() / args.batch.max(1);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .build()?;
     let url = format!("{}/api/v1/traces", args.url.trim_end_matches('/'));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for worker in 0..args.connections.max(1) {
-        let (client, url, template, measuring, stop) =
-            (client.clone(), url.clone(), template.clone(), measuring.clone(), stop.clone());
+        let (client, url, template, measuring, stop) = (
+            client.clone(),
+            url.clone(),
+            template.clone(),
+            measuring.clone(),
+            stop.clone(),
+        );
         let batch = args.batch.max(1) as u64;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -139,10 +160,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let trace = format!("{:016x}{:08x}{:08x}", std::process::id() as u64 * 1_000_003 + worker as u64, n as u32, worker as u32);
+                let trace = format!(
+                    "{:016x}{:08x}{:08x}",
+                    std::process::id() as u64 * 1_000_003 + worker as u64,
+                    n as u32,
+                    worker as u32
+                );
                 let body = template.replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
                 let t = Instant::now();
-                let resp = client.post(&url).header("content-type", "application/json").body(body).send().await;
+                let resp = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
                 let ok = match resp {
                     Ok(r) if r.status().as_u16() == 202 => {
                         let _ = r.bytes().await;
@@ -189,7 +220,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         busy += b;
     }
     lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() - 1) as f64 * p).round() as usize]
+        }
+    };
     Ok(BenchReport {
         events,
         requests: lat.len() as u64,

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::event::{self, FieldError, Limits, TraceEvent, format_time};
+use crate::event::{self, FieldError, Limits, SpanKind, TraceEvent, format_time};
 use crate::redact::RedactionStage;
 use crate::redact::event::RedactedEvent;
 use crate::store::{AppendError, AppendOutcome, PreparedEvent, WriterHandle};
@@ -32,7 +32,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// Validates a native batch `{"events": [...]}` into canonical events.
     pub fn normalize_batch(&self, body: Value) -> Result<Vec<TraceEvent>, Vec<FieldError>> {
-        let fail = |path: &str, message: &str| vec![FieldError { path: path.into(), message: message.into() }];
+        let fail = |path: &str, message: &str| {
+            vec![FieldError {
+                path: path.into(),
+                message: message.into(),
+            }]
+        };
         let Value::Object(mut obj) = body else {
             return Err(fail("$", "must be a JSON object with an `events` array"));
         };
@@ -45,7 +50,13 @@ impl Pipeline {
             return Err(fail("events", "must contain at least one event"));
         }
         if events.len() > self.max_batch_events {
-            return Err(fail("events", &format!("more than {} events in one batch; split it", self.max_batch_events)));
+            return Err(fail(
+                "events",
+                &format!(
+                    "more than {} events in one batch; split it",
+                    self.max_batch_events
+                ),
+            ));
         }
         let mut out = Vec::with_capacity(events.len());
         let mut errors = Vec::new();
@@ -59,7 +70,11 @@ impl Pipeline {
                 break;
             }
         }
-        if errors.is_empty() { Ok(out) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Redacts every event; fails closed (the whole batch) if any event cannot be redacted.
@@ -69,10 +84,17 @@ impl Pipeline {
         for (i, e) in events.into_iter().enumerate() {
             match self.redaction.redact_event(e) {
                 Ok(r) => out.push(r),
-                Err(err) => errors.push(FieldError { path: format!("events[{i}]"), message: err.to_string() }),
+                Err(err) => errors.push(FieldError {
+                    path: format!("events[{i}]"),
+                    message: err.to_string(),
+                }),
             }
         }
-        if errors.is_empty() { Ok(out) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
     }
 
     /// The whole path for one native batch; resolves once the events are durable.
@@ -86,10 +108,61 @@ impl Pipeline {
         let events = self.normalize_batch(body).map_err(IngestError::Invalid)?;
         let events = self.redact(events).map_err(IngestError::Invalid)?;
         let recorded_at = format_time(&chrono::Utc::now());
-        let prepared: Vec<PreparedEvent> = events.into_iter().map(|e| PreparedEvent::span(project, e, &recorded_at)).collect();
+        let prepared: Vec<PreparedEvent> = events
+            .into_iter()
+            .map(|e| PreparedEvent::span(project, e, &recorded_at))
+            .collect();
         let n = prepared.len();
         let outcome = writer.append(prepared).await?;
         metrics::counter!("audittrail_events_accepted_total", "door" => door).increment(n as u64);
+        Ok(outcome)
+    }
+}
+
+impl Pipeline {
+    /// Guard mode: evaluates a proposed action (recorded as a `guard` event that does not count
+    /// toward trace totals). Ids and times the agent left out are filled in.
+    pub async fn guard(
+        &self,
+        writer: &WriterHandle,
+        project: &str,
+        body: Value,
+    ) -> Result<AppendOutcome, IngestError> {
+        let fail = |path: &str, message: &str| {
+            IngestError::Invalid(vec![FieldError {
+                path: path.into(),
+                message: message.into(),
+            }])
+        };
+        let Value::Object(mut obj) = body else {
+            return Err(fail(
+                "$",
+                "must be a JSON object describing the proposed event",
+            ));
+        };
+        let now = format_time(&chrono::Utc::now());
+        obj.entry("trace_id")
+            .or_insert_with(|| Value::String(format!("guard-{}", new_event_id())));
+        obj.entry("span_id")
+            .or_insert_with(|| Value::String(new_event_id()));
+        obj.entry("start_time")
+            .or_insert_with(|| Value::String(now));
+        obj.entry("kind")
+            .or_insert_with(|| Value::String("tool".into()));
+        let mut event = event::parse_event(Value::Object(obj), "$", &self.limits, new_event_id)
+            .map_err(IngestError::Invalid)?;
+        event.attributes.insert(
+            "guard.proposed_kind".into(),
+            Value::String(event.kind.as_str().into()),
+        );
+        event.kind = SpanKind::Guard;
+        let event = self
+            .redaction
+            .redact_event(event)
+            .map_err(|e| fail("$", &e.to_string()))?;
+        let prepared = PreparedEvent::guard(project, event, &format_time(&chrono::Utc::now()));
+        let outcome = writer.append(vec![prepared]).await?;
+        metrics::counter!("audittrail_guard_requests_total").increment(1);
         Ok(outcome)
     }
 }

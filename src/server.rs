@@ -16,6 +16,7 @@ use crate::config::{Config, DatabaseTarget, Resolved};
 use crate::event::Limits;
 use crate::pipeline::Pipeline;
 use crate::redact::RedactionStage;
+use crate::rules::{self, live::LiveRules};
 use crate::store::chain::ChainKey;
 use crate::store::checkpoint::CheckpointFile;
 use crate::store::writer::{self, WriterConfig};
@@ -28,7 +29,9 @@ pub enum ServeError {
     Config(Vec<String>),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("PostgreSQL is not supported by this build yet; unset DATABASE_URL to use the embedded SQLite store")]
+    #[error(
+        "PostgreSQL is not supported by this build yet; unset DATABASE_URL to use the embedded SQLite store"
+    )]
     PostgresUnsupported,
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -38,6 +41,8 @@ pub enum ServeError {
 pub struct Service {
     pub state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
+    /// Keeps the rules directory watched while the service runs.
+    _rules_watcher: Option<notify::RecommendedWatcher>,
 }
 
 /// Opens the store at the configured location (migrating it).
@@ -59,9 +64,18 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
     let redaction = if config.pii_redaction_enabled {
         RedactionStage::disabled()
     } else {
-        tracing::warn!("PII REDACTION IS DISABLED (AUDITTRAIL_PII_REDACTION_ENABLED=false): personal data in traces will be stored as sent");
+        tracing::warn!(
+            "PII REDACTION IS DISABLED (AUDITTRAIL_PII_REDACTION_ENABLED=false): personal data in traces will be stored as sent"
+        );
         RedactionStage::disabled()
     };
+    let rules_dir = config.rules_dir.clone();
+    let rules = Arc::new(
+        tokio::task::spawn_blocking(move || LiveRules::load(&rules_dir))
+            .await
+            .map_err(|e| ServeError::Config(vec![format!("loading rules: {e}")]))?,
+    );
+    let rules_watcher = rules::live::watch(rules.clone());
     let (writer, writer_task) = writer::spawn(
         &store,
         WriterConfig {
@@ -69,26 +83,44 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             max_batch_events: config.writer_batch_events,
             key: chain_key(&resolved),
             checkpoint: CheckpointFile::beside(store.path()),
+            rules: rules.clone(),
         },
     )
     .await?;
-    let pipeline = Pipeline { limits: Limits::default(), max_batch_events: config.max_batch_events, redaction };
+    let pipeline = Pipeline {
+        limits: Limits::default(),
+        max_batch_events: config.max_batch_events,
+        redaction,
+    };
     let state = AppState {
         config: Arc::new(config),
         resolved: Arc::new(resolved),
         store,
         writer,
         pipeline: Arc::new(pipeline),
+        rules,
         metrics: web::ops::metrics_handle(),
         started: Instant::now(),
     };
-    Ok(Service { state, writer_task })
+    Ok(Service {
+        state,
+        writer_task,
+        _rules_watcher: rules_watcher,
+    })
 }
 
 impl Service {
     /// Serves until `shutdown` resolves, then drains and flushes.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let Service { state, writer_task } = self;
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Service {
+            state,
+            writer_task,
+            _rules_watcher,
+        } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let app = web::app(state);
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -97,7 +129,11 @@ impl Service {
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stop_tx.send(true);
         };
-        let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal);
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
         let grace_expired = async move {
             let _ = stop_rx.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(grace).await;
@@ -107,8 +143,13 @@ impl Service {
             _ = grace_expired => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway"),
         }
         // Every writer handle lived in the router; it is gone now, so the writer drains and stops.
-        if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
-            tracing::error!("the writer did not stop within 30 s; unacknowledged requests may be lost");
+        if tokio::time::timeout(Duration::from_secs(30), writer_task)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "the writer did not stop within 30 s; unacknowledged requests may be lost"
+            );
         }
         Ok(())
     }

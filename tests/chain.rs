@@ -16,18 +16,33 @@ fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut all = base_args(dir);
     all.remove(0);
     all.extend(args.iter().map(|s| s.to_string()));
-    Command::new(binary()).args(all).output().expect("run audittrail")
+    Command::new(binary())
+        .args(all)
+        .output()
+        .expect("run audittrail")
 }
 
 async fn conn(dir: &Path) -> SqliteConnection {
-    sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("audittrail.db")).connect().await.unwrap()
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.join("audittrail.db"))
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// A log of 30 span records over 3 traces, written by the real server, stopped cleanly.
 async fn populated_log() -> tempfile::TempDir {
     let app = spawn_app().await;
     for t in 0..3 {
-        let events = (0..10).map(|i| event(&format!("trace-{t}"), &format!("s{i}"), &format!("2026-11-22T10:00:{i:02}Z"))).collect();
+        let events = (0..10)
+            .map(|i| {
+                event(
+                    &format!("trace-{t}"),
+                    &format!("s{i}"),
+                    &format!("2026-11-22T10:00:{i:02}Z"),
+                )
+            })
+            .collect();
         assert_eq!(app.post_json("/api/v1/traces", &batch(events)).await.0, 202);
     }
     app.stop().await
@@ -46,12 +61,24 @@ fn copy_dir(src: &Path) -> tempfile::TempDir {
 async fn verify_names_the_first_tampered_record() {
     let original = populated_log().await;
     let out = cli(original.path(), &["verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("30 records verified"));
 
     let cases: &[(&str, &str, &str)] = &[
-        ("edited body", "UPDATE events SET body = replace(body, 'hi there', 'bye') WHERE seq = 12", "seq 12"),
-        ("deleted record", "DELETE FROM events WHERE seq = 7", "seq 8"),
+        (
+            "edited body",
+            "UPDATE events SET body = replace(body, 'hi there', 'bye') WHERE seq = 12",
+            "seq 12",
+        ),
+        (
+            "deleted record",
+            "DELETE FROM events WHERE seq = 7",
+            "seq 8",
+        ),
         (
             "reordered records",
             "UPDATE events SET seq = -1 WHERE seq = 4; UPDATE events SET seq = 4 WHERE seq = 5; UPDATE events SET seq = 5 WHERE seq = -1",
@@ -64,28 +91,56 @@ async fn verify_names_the_first_tampered_record() {
              SELECT 16, project, 'forged', record_type, trace_id, event_time, recorded_at, body, digest, link FROM events WHERE seq = 15",
             "seq 16",
         ),
-        ("edited link", "UPDATE events SET link = digest WHERE seq = 20", "seq 20"),
-        ("truncated tail", "DELETE FROM events WHERE seq > 27", "removed from the tail"),
+        (
+            "edited link",
+            "UPDATE events SET link = digest WHERE seq = 20",
+            "seq 20",
+        ),
+        (
+            "truncated tail",
+            "DELETE FROM events WHERE seq > 27",
+            "removed from the tail",
+        ),
     ];
     for (what, sql, expected) in cases {
         let copy = copy_dir(original.path());
         let mut c = conn(copy.path()).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut c).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut c)
+            .await
+            .unwrap();
         drop(c);
         let out = cli(copy.path(), &["verify"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{what}: verify must fail; stderr: {stderr}");
-        assert!(stderr.contains(expected), "{what}: expected `{expected}` in: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{what}: verify must fail; stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected `{expected}` in: {stderr}"
+        );
     }
 
     // Without the key nobody can re-chain an edit: recomputing digests is not enough.
     let copy = copy_dir(original.path());
     let out = Command::new(binary())
-        .args(base_args(copy.path()).iter().skip(1).map(|a| if a == TEST_SECRET { "another-secret-key-0123456789abcdef" } else { a }))
+        .args(base_args(copy.path()).iter().skip(1).map(|a| {
+            if a == TEST_SECRET {
+                "another-secret-key-0123456789abcdef"
+            } else {
+                a
+            }
+        }))
         .arg("verify")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "a different key does not verify");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a different key does not verify"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +154,12 @@ async fn replay_rebuilds_identical_trace_summaries() {
                         r.try_get::<Option<String>, _>(i)
                             .ok()
                             .flatten()
-                            .or_else(|| r.try_get::<Option<i64>, _>(i).ok().flatten().map(|n| n.to_string()))
+                            .or_else(|| {
+                                r.try_get::<Option<i64>, _>(i)
+                                    .ok()
+                                    .flatten()
+                                    .map(|n| n.to_string())
+                            })
                             .unwrap_or_default()
                     })
                     .collect::<Vec<_>>()
@@ -108,15 +168,38 @@ async fn replay_rebuilds_identical_trace_summaries() {
             .collect()
     };
     let q = "SELECT * FROM traces ORDER BY project, trace_id";
-    let before = snapshot(sqlx::query(q).fetch_all(&mut conn(dir.path()).await).await.unwrap());
+    let before = snapshot(
+        sqlx::query(q)
+            .fetch_all(&mut conn(dir.path()).await)
+            .await
+            .unwrap(),
+    );
     assert_eq!(before.len(), 3);
-    sqlx::query("UPDATE traces SET span_count = 999, cost_nanos = 0").execute(&mut conn(dir.path()).await).await.unwrap();
+    sqlx::query("UPDATE traces SET span_count = 999, cost_nanos = 0")
+        .execute(&mut conn(dir.path()).await)
+        .await
+        .unwrap();
     let out = cli(dir.path(), &["replay"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("rebuilt 3 trace summaries from 30 span records"));
-    let after = snapshot(sqlx::query(q).fetch_all(&mut conn(dir.path()).await).await.unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("rebuilt 3 trace summaries from 30 span records and")
+    );
+    let after = snapshot(
+        sqlx::query(q)
+            .fetch_all(&mut conn(dir.path()).await)
+            .await
+            .unwrap(),
+    );
     assert_eq!(before, after);
-    assert!(cli(dir.path(), &["verify"]).status.success(), "replay never touches the log");
+    assert!(
+        cli(dir.path(), &["verify"]).status.success(),
+        "replay never touches the log"
+    );
 }
 
 #[tokio::test]
@@ -131,7 +214,13 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         args.remove(0);
         let bind = args.iter().position(|a| a == "--bind").unwrap() + 1;
         args[bind] = format!("127.0.0.1:{port}");
-        Command::new(binary()).args(args).arg("serve").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        Command::new(binary())
+            .args(args)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     };
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
@@ -149,13 +238,24 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
                 n += 1;
                 let events = (0..20)
                     .map(|i| {
-                        let mut e = event(&format!("w{w}-b{n}"), &format!("s{i}"), "2026-11-22T10:00:00Z");
+                        let mut e = event(
+                            &format!("w{w}-b{n}"),
+                            &format!("s{i}"),
+                            "2026-11-22T10:00:00Z",
+                        );
                         e["event_id"] = json!(format!("w{w}-b{n}-e{i}"));
                         e
                     })
                     .collect();
-                match client.post(format!("{base}/api/v1/traces")).json(&batch(events)).send().await {
-                    Ok(r) if r.status().as_u16() == 202 => acked.extend((0..20).map(|i| format!("w{w}-b{n}-e{i}"))),
+                match client
+                    .post(format!("{base}/api/v1/traces"))
+                    .json(&batch(events))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        acked.extend((0..20).map(|i| format!("w{w}-b{n}-e{i}")))
+                    }
                     Ok(_) => {}
                     Err(_) => break, // the server died mid-request: not acknowledged
                 }
@@ -179,18 +279,37 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     wait_ready(&client, &base).await;
     let mut c = conn(dir.path()).await;
     let stored: std::collections::HashSet<String> =
-        sqlx::query_scalar("SELECT event_id FROM events").fetch_all(&mut c).await.unwrap().into_iter().collect();
+        sqlx::query_scalar("SELECT event_id FROM events")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged events lost, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     server.kill().unwrap();
     server.wait().unwrap();
     let out = cli(dir.path(), &["verify"]);
-    assert!(out.status.success(), "chain verifies after the crash: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chain verifies after the crash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     for _ in 0..200 {
-        if client.get(format!("{base}/api/v1/health")).send().await.is_ok() {
+        if client
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -13,7 +13,9 @@ async fn ingest_then_read_back_trace_with_spans_in_order() {
     late["end_time"] = json!("2026-11-22T10:00:07Z");
     late["status"] = json!("error");
     let early = event("trace-a", "s1", "2026-11-22T10:00:01Z");
-    let (status, body) = app.post_json("/api/v1/traces", &batch(vec![late, early])).await;
+    let (status, body) = app
+        .post_json("/api/v1/traces", &batch(vec![late, early]))
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["accepted"], 2);
     assert_eq!(body["event_ids"].as_array().unwrap().len(), 2);
@@ -30,8 +32,17 @@ async fn ingest_then_read_back_trace_with_spans_in_order() {
     assert_eq!(t["agent"], "support-bot");
     assert_eq!(t["start_time"], "2026-11-22T10:00:01.000000Z");
     assert_eq!(t["end_time"], "2026-11-22T10:00:07.000000Z");
-    let spans: Vec<&str> = body["spans"].as_array().unwrap().iter().map(|s| s["span_id"].as_str().unwrap()).collect();
-    assert_eq!(spans, ["s1", "s2"], "spans come back in start-time order, not arrival order");
+    let spans: Vec<&str> = body["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        spans,
+        ["s1", "s2"],
+        "spans come back in start-time order, not arrival order"
+    );
     assert_eq!(body["spans"][1]["duration_ms"], 2000.0);
     assert_eq!(body["spans"][0]["model"], "gpt-4o");
     assert_eq!(body["spans"][0]["project"], "default");
@@ -68,24 +79,51 @@ async fn list_paginates_with_cursor_and_filters() {
         let (status, body) = app.get(&path).await;
         assert_eq!(status, 200, "{body}");
         pages += 1;
-        seen.extend(body["traces"].as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            body["traces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["trace_id"].as_str().unwrap().to_owned()),
+        );
         match body["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"], "newest first, each once");
+    assert_eq!(
+        seen,
+        ["t6", "t5", "t4", "t3", "t2", "t1", "t0"],
+        "newest first, each once"
+    );
 
     let ids = |body: &Value| -> Vec<String> {
-        body["traces"].as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap().to_owned()).collect()
+        body["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["trace_id"].as_str().unwrap().to_owned())
+            .collect()
     };
-    assert_eq!(ids(&app.get("/api/v1/traces?agent=odd-bot").await.1), ["t5", "t3", "t1"]);
-    assert_eq!(ids(&app.get("/api/v1/traces?session_id=sess-0").await.1), ["t6", "t3", "t0"]);
-    assert_eq!(ids(&app.get("/api/v1/traces?status=error").await.1), ["t3"]);
-    assert_eq!(ids(&app.get("/api/v1/traces?status=ok&agent=odd-bot").await.1), ["t5", "t1"]);
     assert_eq!(
-        ids(&app.get("/api/v1/traces?from=2026-11-22T10:00:02Z&to=2026-11-22T10:00:04Z").await.1),
+        ids(&app.get("/api/v1/traces?agent=odd-bot").await.1),
+        ["t5", "t3", "t1"]
+    );
+    assert_eq!(
+        ids(&app.get("/api/v1/traces?session_id=sess-0").await.1),
+        ["t6", "t3", "t0"]
+    );
+    assert_eq!(ids(&app.get("/api/v1/traces?status=error").await.1), ["t3"]);
+    assert_eq!(
+        ids(&app.get("/api/v1/traces?status=ok&agent=odd-bot").await.1),
+        ["t5", "t1"]
+    );
+    assert_eq!(
+        ids(&app
+            .get("/api/v1/traces?from=2026-11-22T10:00:02Z&to=2026-11-22T10:00:04Z")
+            .await
+            .1),
         ["t3", "t2"],
         "from is inclusive, to exclusive"
     );
@@ -115,10 +153,15 @@ async fn retried_batches_are_stored_once() {
     let (s1, first) = app.post_json("/api/v1/traces", &b).await;
     let (s2, second) = app.post_json("/api/v1/traces", &b).await;
     assert_eq!((s1, s2), (202, 202));
-    assert_eq!(first["event_ids"], second["event_ids"], "a retry gets the same ids back");
+    assert_eq!(
+        first["event_ids"], second["event_ids"],
+        "a retry gets the same ids back"
+    );
     assert_eq!(second["duplicates"], 2);
     // The same id twice inside one batch is stored once too.
-    let (_, third) = app.post_json("/api/v1/traces", &batch(vec![e1.clone(), e1])).await;
+    let (_, third) = app
+        .post_json("/api/v1/traces", &batch(vec![e1.clone(), e1]))
+        .await;
     assert_eq!(third["duplicates"], 2);
     let (_, body) = app.get("/api/v1/traces/retry").await;
     assert_eq!(body["trace"]["span_count"], 2);
@@ -131,20 +174,33 @@ async fn bad_input_is_rejected_with_paths_and_stores_nothing() {
     let app = spawn_app_with(&["--max-body-bytes", "20000", "--max-batch-events", "5"]).await;
     let secret = "jane.doe@example.com";
 
-    let resp = app.post_raw("/api/v1/traces", format!("{{\"events\": [\"{secret}\"")).await;
+    let resp = app
+        .post_raw("/api/v1/traces", format!("{{\"events\": [\"{secret}\""))
+        .await;
     assert_eq!(resp.status().as_u16(), 400);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let text = resp.text().await.unwrap();
-    assert!(text.contains("malformed_json") && text.contains("line 1"), "{text}");
+    assert!(
+        text.contains("malformed_json") && text.contains("line 1"),
+        "{text}"
+    );
     assert!(!text.contains(secret));
 
     let good = event("bad-batch", "ok", "2026-11-22T10:00:00Z");
     let mut bad_time = event("bad-batch", "bad", "2026-11-22T10:00:00Z");
     bad_time["start_time"] = json!(secret);
-    let (status, body) = app.post_json("/api/v1/traces", &batch(vec![good.clone(), bad_time])).await;
+    let (status, body) = app
+        .post_json("/api/v1/traces", &batch(vec![good.clone(), bad_time]))
+        .await;
     assert_eq!(status, 422);
-    assert_eq!(body["detail"], "events[1].start_time: invalid RFC 3339 timestamp");
-    assert!(!body.to_string().contains(secret), "errors never echo values");
+    assert_eq!(
+        body["detail"],
+        "events[1].start_time: invalid RFC 3339 timestamp"
+    );
+    assert!(
+        !body.to_string().contains(secret),
+        "errors never echo values"
+    );
 
     let cases: Vec<(Value, &str)> = vec![
         (json!([good.clone()]), "$"),
@@ -152,10 +208,30 @@ async fn bad_input_is_rejected_with_paths_and_stores_nothing() {
         (json!({"events": []}), "events"),
         (json!({}), "events"),
         (batch(vec![good.clone(); 6]), "events"),
-        (batch(vec![json!({"trace_id": "t", "span_id": "s", "kind": "llm"})]), "events[0].start_time"),
-        (batch(vec![json!({"trace_id": 5, "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z"})]), "events[0].trace_id"),
-        (batch(vec![json!({"trace_id": "t", "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z", "usage": {"cost_usd": -1}})]), "events[0].usage.cost_usd"),
-        (batch(vec![json!({"trace_id": "t", "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z", secret: 1})]), "events[0]"),
+        (
+            batch(vec![
+                json!({"trace_id": "t", "span_id": "s", "kind": "llm"}),
+            ]),
+            "events[0].start_time",
+        ),
+        (
+            batch(vec![
+                json!({"trace_id": 5, "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z"}),
+            ]),
+            "events[0].trace_id",
+        ),
+        (
+            batch(vec![
+                json!({"trace_id": "t", "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z", "usage": {"cost_usd": -1}}),
+            ]),
+            "events[0].usage.cost_usd",
+        ),
+        (
+            batch(vec![
+                json!({"trace_id": "t", "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z", secret: 1}),
+            ]),
+            "events[0]",
+        ),
     ];
     for (body, path) in cases {
         let (status, resp) = app.post_json("/api/v1/traces", &body).await;
@@ -165,13 +241,19 @@ async fn bad_input_is_rejected_with_paths_and_stores_nothing() {
         assert!(!resp.to_string().contains(secret));
     }
 
-    let huge = batch(vec![json!({"trace_id": "t", "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z", "input": "x".repeat(30_000)})]);
+    let huge = batch(vec![
+        json!({"trace_id": "t", "span_id": "s", "kind": "llm", "start_time": "2026-11-22T10:00:00Z", "input": "x".repeat(30_000)}),
+    ]);
     let (status, body) = app.post_json("/api/v1/traces", &huge).await;
     assert_eq!(status, 413);
     assert_eq!(body["code"], "body_too_large");
 
     let (_, list) = app.get("/api/v1/traces").await;
-    assert_eq!(list["traces"], json!([]), "no rejected batch stored anything");
+    assert_eq!(
+        list["traces"],
+        json!([]),
+        "no rejected batch stored anything"
+    );
     let (status, body) = app.get("/api/v1/nope").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     app.stop().await;
@@ -185,10 +267,15 @@ async fn full_write_queue_answers_503_with_retry_after_and_loses_nothing_acknowl
         let client = app.client.clone();
         let url = app.url("/api/v1/traces");
         tasks.push(tokio::spawn(async move {
-            let events: Vec<Value> = (0..100).map(|j| event(&format!("q{i}"), &format!("s{j}"), "2026-11-22T10:00:00Z")).collect();
+            let events: Vec<Value> = (0..100)
+                .map(|j| event(&format!("q{i}"), &format!("s{j}"), "2026-11-22T10:00:00Z"))
+                .collect();
             let resp = client.post(url).json(&batch(events)).send().await.unwrap();
             let status = resp.status().as_u16();
-            let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
             (i, status, retry)
         }));
     }
@@ -205,7 +292,10 @@ async fn full_write_queue_answers_503_with_retry_after_and_loses_nothing_acknowl
             other => panic!("unexpected status {other}"),
         }
     }
-    assert!(busy > 0, "a one-slot queue under 48 concurrent batches must push back");
+    assert!(
+        busy > 0,
+        "a one-slot queue under 48 concurrent batches must push back"
+    );
     for i in accepted {
         let (status, body) = app.get(&format!("/api/v1/traces/q{i}")).await;
         assert_eq!(status, 200);
@@ -223,15 +313,36 @@ async fn health_instance_and_metrics_report_real_state() {
     assert!(body["rules_loaded"].is_u64());
     assert!(["ok", "degraded"].contains(&body["status"].as_str().unwrap()));
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(body.as_object().unwrap().len(), 4, "health reveals only the guide's fields");
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        4,
+        "health reveals only the guide's fields"
+    );
 
     let (_, inst) = app.get("/api/v1/instance").await;
-    for field in ["version", "connected_agents", "rule_count", "uptime_seconds"] {
+    for field in [
+        "version",
+        "connected_agents",
+        "rule_count",
+        "uptime_seconds",
+    ] {
         assert!(inst.get(field).is_some(), "{field} missing");
     }
 
-    app.post_json("/api/v1/traces", &batch(vec![event("m", "s", "2026-11-22T10:00:00Z")])).await;
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    app.post_json(
+        "/api/v1/traces",
+        &batch(vec![event("m", "s", "2026-11-22T10:00:00Z")]),
+    )
+    .await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for metric in [
         "audittrail_events_accepted_total{door=\"http\"}",
         "audittrail_http_request_duration_seconds_bucket",
@@ -256,20 +367,42 @@ async fn failed_commits_make_health_503_and_lose_nothing_acknowledged() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let (status, body) = app.post_json("/api/v1/traces", &batch(vec![event("during", "s", "2026-11-22T10:00:00Z")])).await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/traces",
+            &batch(vec![event("during", "s", "2026-11-22T10:00:00Z")]),
+        )
+        .await;
     assert_eq!(status, 500);
     assert_eq!(body["code"], "internal_error");
-    assert!(!body.to_string().contains("disk on fire"), "5xx bodies carry no internal detail");
+    assert!(
+        !body.to_string().contains("disk on fire"),
+        "5xx bodies carry no internal detail"
+    );
     let (status, health) = app.get("/api/v1/health").await;
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["status"], "error");
     assert_eq!(health["db_connected"], false);
 
     // Repaired: the next commit succeeds and health recovers; the failed batch left no trace.
-    sqlx::query("DROP TRIGGER break_appends").execute(&mut conn).await.unwrap();
-    assert_eq!(app.post_json("/api/v1/traces", &batch(vec![event("after", "s", "2026-11-22T10:00:00Z")])).await.0, 202);
+    sqlx::query("DROP TRIGGER break_appends")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.post_json(
+            "/api/v1/traces",
+            &batch(vec![event("after", "s", "2026-11-22T10:00:00Z")])
+        )
+        .await
+        .0,
+        202
+    );
     let (status, health) = app.get("/api/v1/health").await;
-    assert_eq!((status, health["db_connected"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        (status, health["db_connected"].as_bool()),
+        (200, Some(true))
+    );
     assert_eq!(app.get("/api/v1/traces/during").await.0, 404);
     assert_eq!(app.get("/api/v1/traces/before").await.0, 200);
     app.stop().await;
@@ -277,5 +410,9 @@ async fn failed_commits_make_health_503_and_lose_nothing_acknowledged() {
 
 async fn sqlite_conn(path: &std::path::Path) -> sqlx::SqliteConnection {
     use sqlx::ConnectOptions;
-    sqlx::sqlite::SqliteConnectOptions::new().filename(path).connect().await.unwrap()
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap()
 }

@@ -13,7 +13,11 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
         if too_large {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {limit} bytes"))
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {limit} bytes"),
+            )
         } else {
             ApiError::bad_request("body_unreadable", "the request body could not be read")
         }
@@ -29,6 +33,13 @@ pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
             serde_json::error::Category::Data => "unexpected data",
             serde_json::error::Category::Io => "unreadable input",
         };
-        ApiError::bad_request("malformed_json", format!("malformed JSON: {what} at line {} column {}", e.line(), e.column()))
+        ApiError::bad_request(
+            "malformed_json",
+            format!(
+                "malformed JSON: {what} at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        )
     })
 }

@@ -24,7 +24,11 @@ async fn post_traces(State(state): State<AppState>, req: Request) -> Result<Resp
     let bytes = read_limited(req.into_body(), state.config.max_body_bytes).await?;
     let body = parse_json(&bytes)?;
     drop(bytes);
-    let outcome = state.pipeline.ingest(&state.writer, DEFAULT_PROJECT, body, "http").await.map_err(ingest_error)?;
+    let outcome = state
+        .pipeline
+        .ingest(&state.writer, DEFAULT_PROJECT, body, "http")
+        .await
+        .map_err(ingest_error)?;
     let accepted = outcome.event_ids.len();
     Ok((
         StatusCode::ACCEPTED,
@@ -32,7 +36,7 @@ async fn post_traces(State(state): State<AppState>, req: Request) -> Result<Resp
             "accepted": accepted,
             "duplicates": outcome.duplicates,
             "event_ids": outcome.event_ids,
-            "violations": [],
+            "violations": outcome.violations,
         })),
     )
         .into_response())
@@ -42,10 +46,14 @@ async fn post_traces(State(state): State<AppState>, req: Request) -> Result<Resp
 pub fn ingest_error(e: IngestError) -> ApiError {
     match e {
         IngestError::Invalid(errors) => ApiError::validation(errors),
-        IngestError::Append(AppendError::Busy) => {
-            ApiError::unavailable("overloaded", "the write queue is full; retry after the indicated delay", 1)
+        IngestError::Append(AppendError::Busy) => ApiError::unavailable(
+            "overloaded",
+            "the write queue is full; retry after the indicated delay",
+            1,
+        ),
+        IngestError::Append(AppendError::Closed) => {
+            ApiError::unavailable("shutting_down", "the server is shutting down", 5)
         }
-        IngestError::Append(AppendError::Closed) => ApiError::unavailable("shutting_down", "the server is shutting down", 5),
         IngestError::Append(AppendError::Store(cause)) => ApiError::internal(cause),
     }
 }

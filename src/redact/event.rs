@@ -35,7 +35,10 @@ impl RedactedEvent {
     /// The canonical JSON stored in the log and shown to rules: the native event plus the
     /// tenant, the derived duration and the redaction counts.
     pub fn into_body(self, project: &str) -> Value {
-        let RedactedEvent { event: e, redaction } = self;
+        let RedactedEvent {
+            event: e,
+            redaction,
+        } = self;
         let duration_ms = e.duration_ms();
         let mut m = Map::with_capacity(20);
         m.insert("event_id".into(), Value::String(e.event_id));
@@ -48,7 +51,10 @@ impl RedactedEvent {
         m.insert("agent".into(), json!(e.agent));
         m.insert("session_id".into(), json!(e.session_id));
         m.insert("start_time".into(), json!(format_time(&e.start_time)));
-        m.insert("end_time".into(), json!(e.end_time.as_ref().map(format_time)));
+        m.insert(
+            "end_time".into(),
+            json!(e.end_time.as_ref().map(format_time)),
+        );
         m.insert("status".into(), json!(e.status.as_str()));
         m.insert("model".into(), json!(e.model));
         m.insert("input".into(), e.input);
@@ -63,7 +69,10 @@ impl RedactedEvent {
         );
         m.insert("duration_ms".into(), json!(duration_ms));
         m.insert("attributes".into(), Value::Object(e.attributes));
-        m.insert("redaction".into(), serde_json::to_value(&redaction).unwrap_or(Value::Null));
+        m.insert(
+            "redaction".into(),
+            serde_json::to_value(&redaction).unwrap_or(Value::Null),
+        );
         Value::Object(m)
     }
 }

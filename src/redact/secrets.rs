@@ -29,28 +29,27 @@ pub(super) struct Secrets {
 /// Is this (lower-cased) key name one whose value is a credential?
 pub(super) fn is_secret_key(k: &str) -> bool {
     let k = k.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
-    const ENDS: &[&str] = &[
-        "password",
-        "passwd",
-        "pwd",
-        "passphrase",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "api-key",
-        "access_key",
-        "secret_key",
-        "private_key",
-        "client_secret",
-        "credentials",
-        "auth_token",
-        "access_token",
-        "refresh_token",
-        "session_token",
-        "secret_access_key",
+    #[rustfmt::skip]
+    const SECRET: &[&str] = &[
+        "password", "passwd", "passphrase", "secret", "token", "api_key", "apikey", "api-key",
+        "access_key", "private_key", "credential",
     ];
-    ENDS.iter().any(|e| k.ends_with(e)) && !k.ends_with("_tokens") && !k.contains("max_")
+    // Keys that describe a secret rather than hold it: ids, names, counts, limits, ...
+    #[rustfmt::skip]
+    const META: &[&str] = &[
+        "id", "name", "type", "url", "uri", "path", "file", "count", "len", "length", "_at", "ttl",
+        "expiry", "expires", "expires_in", "version", "enabled", "tokens", "limit", "usage",
+        "header", "field", "hint", "policy", "prefix", "format", "method", "endpoint", "mode",
+    ];
+    let secretish = SECRET.iter().any(|w| k.contains(w))
+        || ["pwd", "pass"].contains(&k)
+        || k.ends_with("_pwd")
+        || k.ends_with("-pwd");
+    let meta = META.iter().any(|m| k.ends_with(m))
+        || k.contains("max_")
+        || k.contains("tokeniz")
+        || k.starts_with("num_");
+    secretish && !meta
 }
 
 /// A value that is a real secret rather than a placeholder, reference or flag.
@@ -93,7 +92,7 @@ impl Secrets {
                 r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}",
                 r"|AIza[A-Za-z0-9_\-]{30,}|npm_[A-Za-z0-9]{30,}|hf_[A-Za-z0-9]{30,}",
                 r"|eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]{4,}){0,2}",
-                r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
+                r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
             )),
             assignment: re(
                 r#"(?i)(?:pass|pwd|secret|token|key|credential)[A-Za-z0-9_\-]*["']?[ \t]*(?:=>|=|:)[ \t]*["']?[^\s"'&,;<>]+"#,
@@ -101,7 +100,7 @@ impl Secrets {
             dsn: re(
                 r#"://[^\s:/@"'<>]{1,64}:[^\s/"'<>]{1,128}@|(?:\s-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:[^\s'"]{1,128}"#,
             ),
-            bearer: re(r"(?i)bearer[ \t]+[A-Za-z0-9._~+/\-]{16,}=*"),
+            bearer: re(r"(?i)(?:bearer|basic)[ \t]+[A-Za-z0-9._~+/\-]{8,}=*"),
             cookie: re(r#"(?i)cookie:[ \t]*[A-Za-z0-9_\-]+=[^\s;"]{16,}"#),
             aws_secret: re(r"[A-Za-z0-9/+]{40}"),
         }
@@ -169,8 +168,11 @@ impl Secrets {
         }
         if gates.bearer {
             for m in self.bearer.find_iter(text) {
-                let v = m.as_str()[6..].trim_start();
-                if mixed(v) {
+                // `Bearer <token>` (16+ chars) or `Basic <base64 user:pass>`
+                let body = m.as_str();
+                let basic = body.as_bytes()[0].eq_ignore_ascii_case(&b'b') && body.as_bytes()[1].eq_ignore_ascii_case(&b'a');
+                let v = body[if basic { 5 } else { 6 }..].trim_start();
+                if mixed(v) && (v.len() >= 16 || basic) && !is_word(prev_char(text, m.start())) {
                     out.push(Hit::new(m.end() - v.len(), m.end(), PiiType::ApiKey));
                 }
             }

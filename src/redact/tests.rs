@@ -9,6 +9,12 @@ fn redactor() -> Redactor {
     Redactor::new(RedactorConfig::default()).expect("default config builds")
 }
 
+/// One redactor for the property tests (building one compiles every automaton).
+fn shared() -> &'static Redactor {
+    static R: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+    R.get_or_init(redactor)
+}
+
 fn found(r: &Redactor, text: &str) -> Vec<(String, PiiType)> {
     r.detect(text)
         .into_iter()
@@ -457,7 +463,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn no_seeded_pii_survives(items in seeded(), layout in 0u8..4) {
-        let r = redactor();
+        let r = shared();
         let mut event = json!({"event": "agent.step", "messages": [], "meta": {}});
         for (i, (_, sentence)) in items.iter().enumerate() {
             match (layout + i as u8) % 4 {
@@ -473,5 +479,27 @@ proptest! {
         for (value, _) in &items {
             prop_assert!(!out.contains(value.as_str()), "{value} survived in {out}");
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// Any input: no panic, spans on char boundaries, sorted, disjoint, within the text.
+    #[test]
+    fn detect_never_panics_and_spans_are_well_formed(
+        text in r#"([ -~]|[éü€😀橋\n\t]|\\u00e9|\\"|@|%40|::|[0-9]{1,4}[ .\-/]?){0,60}"#
+    ) {
+        let r = shared();
+        let found = r.detect(&text);
+        let mut last_end = 0;
+        for d in &found {
+            prop_assert!(d.start >= last_end && d.start < d.end && d.end <= text.len(), "{found:?}");
+            prop_assert!(text.is_char_boundary(d.start) && text.is_char_boundary(d.end));
+            last_end = d.end;
+        }
+        let mut counts = TypeCounts::new();
+        let _ = r.redact_str(&text, &mut counts);
+        let mut v = serde_json::Value::String(text.clone());
+        prop_assert!(r.redact_json(&mut v, &mut counts).is_ok());
     }
 }

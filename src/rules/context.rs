@@ -334,6 +334,26 @@ impl RunningTotals {
         self.sessions.slots.remove(&k).map(|s| s.totals)
     }
 
+    /// Whether totals for this trace are held (a miss means: rebuild them from the log).
+    pub fn knows_trace(&self, project: &str, trace_id: &str) -> bool {
+        self.traces
+            .slots
+            .contains_key(&format!("{project}\u{1f}{trace_id}"))
+    }
+
+    /// Whether totals for this session are held.
+    pub fn knows_session(&self, project: &str, session_id: &str) -> bool {
+        self.sessions
+            .slots
+            .contains_key(&format!("{project}\u{1f}{session_id}"))
+    }
+
+    /// Forgets everything (after a failed commit applied totals that were rolled back).
+    pub fn clear(&mut self) {
+        self.traces.slots.clear();
+        self.sessions.slots.clear();
+    }
+
     /// Number of traces currently held.
     pub fn trace_count(&self) -> usize {
         self.traces.slots.len()

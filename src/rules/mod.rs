@@ -24,6 +24,7 @@
 mod context;
 mod engine;
 mod fixtures;
+pub mod live;
 mod ruleset;
 mod sources;
 
@@ -31,7 +32,7 @@ mod sources;
 mod tests;
 
 pub use self::context::{RunningTotals, SessionTotals, TraceTotals, TraceView};
-pub use self::fixtures::{run_fixtures, CaseResult, FixtureReport};
+pub use self::fixtures::{CaseResult, FixtureReport, run_fixtures};
 pub use self::ruleset::{Rule, RuleLoadError, RuleSet};
 
 use serde::{Deserialize, Serialize};

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rhai::{
-    CallFnOptions, Dynamic, Engine, EvalAltResult, OptimizationLevel, Position, Scope, AST,
+    AST, CallFnOptions, Dynamic, Engine, EvalAltResult, OptimizationLevel, Position, Scope,
 };
 use serde_json::Value;
 
@@ -108,6 +108,12 @@ impl std::fmt::Debug for RuleSet {
 }
 
 impl RuleSet {
+    /// The same set without the named rules (ablation: "what if rule X were off?").
+    pub fn without(mut self, ids: &[String]) -> RuleSet {
+        self.rules.retain(|r| !ids.iter().any(|id| id == r.id()));
+        self
+    }
+
     /// Compiles every `*.rhai` file in `dir` (not recursive), in file-name order.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<RuleSet, Vec<RuleLoadError>> {
         let dir = dir.as_ref();
@@ -267,7 +273,7 @@ fn interpret(rule: &Rule, value: Dynamic) -> Option<RuleOutcome> {
             return error(format!(
                 "check returned a non-string message ({})",
                 m.type_name()
-            ))
+            ));
         }
     };
     Some(RuleOutcome::Violation {

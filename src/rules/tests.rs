@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -165,9 +165,11 @@ fn broken_files_report_every_error_with_position() {
         .expect("bad.rhai reported");
     assert_eq!((bad.line, bad.column.is_some()), (Some(4), true), "{bad}");
     assert!(bad.to_string().starts_with("bad.rhai:4:"), "{bad}");
-    assert!(errors
-        .iter()
-        .any(|e| e.file.ends_with("no_check.rhai") && e.message.contains("check")));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.file.ends_with("no_check.rhai") && e.message.contains("check"))
+    );
     let meta: Vec<_> = errors
         .iter()
         .filter(|e| e.file.ends_with("no_meta.rhai"))

@@ -32,7 +32,8 @@ impl ChainKey {
     /// Derives the chain key; a separate derivation label keeps it distinct from any other key
     /// made from the same secret (pseudonyms, sessions).
     pub fn derive(secret: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+            .expect("HMAC accepts keys of any length");
         mac.update(b"audittrail/event-chain/v1");
         ChainKey(mac.finalize().into_bytes().into())
     }
@@ -40,7 +41,8 @@ impl ChainKey {
     /// The link of the record at log position `seq`: covers the previous link (deletion,
     /// insertion), the position (reordering) and the content digest (edits).
     pub fn link(&self, prev: &Hash, seq: i64, digest: &Hash) -> Hash {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
         mac.update(prev);
         mac.update(&seq.to_be_bytes());
         mac.update(digest);
@@ -97,7 +99,13 @@ mod tests {
     use super::*;
 
     fn content(body: &str) -> RecordContent<'_> {
-        RecordContent { project: "default", event_id: "e", record_type: "span", recorded_at: "t", body }
+        RecordContent {
+            project: "default",
+            event_id: "e",
+            record_type: "span",
+            recorded_at: "t",
+            body,
+        }
     }
 
     #[test]
@@ -107,16 +115,36 @@ mod tests {
         let d2 = digest(&content("b"));
         let l1 = k.link(&GENESIS, 1, &d1);
         let l2 = k.link(&l1, 2, &d2);
-        assert_ne!(l2, k.link(&GENESIS, 2, &d2), "dropping a record changes the next link");
-        assert_ne!(l1, ChainKey::derive(b"other").link(&GENESIS, 1, &d1), "the key matters");
+        assert_ne!(
+            l2,
+            k.link(&GENESIS, 2, &d2),
+            "dropping a record changes the next link"
+        );
+        assert_ne!(
+            l1,
+            ChainKey::derive(b"other").link(&GENESIS, 1, &d1),
+            "the key matters"
+        );
         assert_ne!(d1, digest(&content("b")), "content matters");
         assert_ne!(l1, k.link(&GENESIS, 2, &d1), "position matters");
     }
 
     #[test]
     fn length_prefix_prevents_field_shifting() {
-        let a = RecordContent { project: "ab", event_id: "c", record_type: "", recorded_at: "", body: "" };
-        let b = RecordContent { project: "a", event_id: "bc", record_type: "", recorded_at: "", body: "" };
+        let a = RecordContent {
+            project: "ab",
+            event_id: "c",
+            record_type: "",
+            recorded_at: "",
+            body: "",
+        };
+        let b = RecordContent {
+            project: "a",
+            event_id: "bc",
+            record_type: "",
+            recorded_at: "",
+            body: "",
+        };
         assert_ne!(digest(&a), digest(&b));
     }
 

@@ -27,9 +27,14 @@ pub struct CheckpointFile {
 impl CheckpointFile {
     /// The checkpoint file kept next to a database file.
     pub fn beside(db_path: &std::path::Path) -> Self {
-        let mut name = db_path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "audittrail.db".into());
+        let mut name = db_path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "audittrail.db".into());
         name.push(".chain-head.json");
-        CheckpointFile { path: db_path.with_file_name(name) }
+        CheckpointFile {
+            path: db_path.with_file_name(name),
+        }
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -40,15 +45,26 @@ impl CheckpointFile {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::Checkpoint { path: self.path.clone(), reason: e.to_string() }),
+            Err(e) => {
+                return Err(StoreError::Checkpoint {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                });
+            }
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| StoreError::Checkpoint { path: self.path.clone(), reason: format!("unreadable: {e}") })
+            .map_err(|e| StoreError::Checkpoint {
+                path: self.path.clone(),
+                reason: format!("unreadable: {e}"),
+            })
     }
 
     pub fn write(&self, cp: &Checkpoint) -> Result<(), StoreError> {
-        let fail = |e: std::io::Error| StoreError::Checkpoint { path: self.path.clone(), reason: e.to_string() };
+        let fail = |e: std::io::Error| StoreError::Checkpoint {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
         let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_string(cp).expect("a checkpoint always serialises");
         std::fs::write(&tmp, text).map_err(fail)?;
@@ -67,7 +83,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = CheckpointFile::beside(&dir.path().join("a.db"));
         assert_eq!(f.read().unwrap(), None);
-        let cp = Checkpoint { seq: 42, link: "ab".repeat(32) };
+        let cp = Checkpoint {
+            seq: 42,
+            link: "ab".repeat(32),
+        };
         f.write(&cp).unwrap();
         assert_eq!(f.read().unwrap(), Some(cp));
         assert!(f.path().ends_with("a.db.chain-head.json"));

@@ -23,12 +23,16 @@ pub mod record;
 pub mod replay;
 pub mod schema;
 pub mod verify;
+pub mod violations;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Connection};
 
 pub use record::PreparedEvent;
@@ -42,7 +46,10 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("corrupt log record at seq {seq}: {reason}")]
     Corrupt { seq: i64, reason: String },
     #[error("checkpoint file {path}: {reason}")]
@@ -66,7 +73,10 @@ impl Store {
     /// Opens (creating if needed) the database, runs migrations and opens the reader pool.
     pub async fn open(location: SqliteLocation, readers: u32) -> Result<Self, StoreError> {
         if let Some(dir) = location.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         let mut conn = write_options(&location.path).connect().await?;
         migrate(&mut conn).await?;
@@ -121,5 +131,7 @@ fn write_options(path: &Path) -> SqliteConnectOptions {
 }
 
 fn read_options(path: &Path) -> SqliteConnectOptions {
-    base_options(path).read_only(true).pragma("cache_size", "-16384")
+    base_options(path)
+        .read_only(true)
+        .pragma("cache_size", "-16384")
 }

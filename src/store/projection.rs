@@ -41,7 +41,12 @@ pub fn nanos_to_cost(nanos: i64) -> f64 {
 /// Derives a span's contribution from its stored body. `None` for bodies that are not spans.
 pub fn span_facts(seq: i64, body: &Value) -> Option<(String, TraceSummaryRow)> {
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-    let u = |k: &str| body.get("usage").and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
+    let u = |k: &str| {
+        body.get("usage")
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     let trace_id = s("trace_id")?;
     Some((
         trace_id,
@@ -55,7 +60,10 @@ pub fn span_facts(seq: i64, body: &Value) -> Option<(String, TraceSummaryRow)> {
             input_tokens: u("input_tokens").min(i64::MAX as u64) as i64,
             output_tokens: u("output_tokens").min(i64::MAX as u64) as i64,
             cost_nanos: cost_to_nanos(
-                body.get("usage").and_then(|u| u.get("cost_usd")).and_then(Value::as_f64).unwrap_or(0.0),
+                body.get("usage")
+                    .and_then(|u| u.get("cost_usd"))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0),
             ),
             last_seq: seq,
         },
@@ -166,7 +174,9 @@ impl TraceBatch {
                     .to_owned(),
             );
             let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), values).execute(&mut *conn).await?;
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
@@ -179,18 +189,39 @@ mod tests {
 
     #[test]
     fn merge_is_order_stable_and_exact() {
-        let body = |start: &str, end: Option<&str>, cost: f64, status: &str, agent: Option<&str>| {
+        let body = |start: &str,
+                    end: Option<&str>,
+                    cost: f64,
+                    status: &str,
+                    agent: Option<&str>| {
             json!({"trace_id": "t", "start_time": start, "end_time": end, "status": status, "agent": agent,
                    "usage": {"input_tokens": 3, "output_tokens": 4, "cost_usd": cost}})
         };
-        let (_, mut a) = span_facts(1, &body("2026-01-01T00:00:02Z", None, 0.1, "ok", None)).unwrap();
-        let (_, b) = span_facts(2, &body("2026-01-01T00:00:01Z", Some("2026-01-01T00:00:05Z"), 0.2, "error", Some("bot"))).unwrap();
+        let (_, mut a) =
+            span_facts(1, &body("2026-01-01T00:00:02Z", None, 0.1, "ok", None)).unwrap();
+        let (_, b) = span_facts(
+            2,
+            &body(
+                "2026-01-01T00:00:01Z",
+                Some("2026-01-01T00:00:05Z"),
+                0.2,
+                "error",
+                Some("bot"),
+            ),
+        )
+        .unwrap();
         a.merge(b);
         assert_eq!(a.start_time, "2026-01-01T00:00:01Z");
         assert_eq!(a.end_time.as_deref(), Some("2026-01-01T00:00:05Z"));
         assert_eq!(a.agent.as_deref(), Some("bot"));
-        assert_eq!((a.span_count, a.error_count, a.input_tokens, a.output_tokens), (2, 1, 6, 8));
-        assert_eq!(a.cost_nanos, 300_000_000, "0.1 + 0.2 is exact in nano-dollars");
+        assert_eq!(
+            (a.span_count, a.error_count, a.input_tokens, a.output_tokens),
+            (2, 1, 6, 8)
+        );
+        assert_eq!(
+            a.cost_nanos, 300_000_000,
+            "0.1 + 0.2 is exact in nano-dollars"
+        );
         assert_eq!(a.last_seq, 2);
     }
 }

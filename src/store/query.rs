@@ -56,7 +56,10 @@ impl Cursor {
             .collect();
         let text = String::from_utf8(bytes?).ok()?;
         let (start_time, trace_id) = text.split_once('\n')?;
-        Some(Cursor { start_time: start_time.to_owned(), trace_id: trace_id.to_owned() })
+        Some(Cursor {
+            start_time: start_time.to_owned(),
+            trace_id: trace_id.to_owned(),
+        })
     }
 }
 
@@ -119,7 +122,9 @@ pub async fn list_traces(
     limit: u64,
 ) -> Result<(Vec<TraceSummary>, Option<Cursor>), StoreError> {
     let mut q = Query::select();
-    q.columns(SUMMARY_COLUMNS).from(Traces::Table).and_where(Expr::col(Traces::Project).eq(project));
+    q.columns(SUMMARY_COLUMNS)
+        .from(Traces::Table)
+        .and_where(Expr::col(Traces::Project).eq(project));
     if let Some(agent) = &filter.agent {
         q.and_where(Expr::col(Traces::Agent).eq(agent.as_str()));
     }
@@ -143,20 +148,29 @@ pub async fn list_traces(
     }
     if let Some(c) = after {
         q.cond_where(
-            Cond::any().add(Expr::col(Traces::StartTime).lt(c.start_time.as_str())).add(
-                Cond::all()
-                    .add(Expr::col(Traces::StartTime).eq(c.start_time.as_str()))
-                    .add(Expr::col(Traces::TraceId).lt(c.trace_id.as_str())),
-            ),
+            Cond::any()
+                .add(Expr::col(Traces::StartTime).lt(c.start_time.as_str()))
+                .add(
+                    Cond::all()
+                        .add(Expr::col(Traces::StartTime).eq(c.start_time.as_str()))
+                        .add(Expr::col(Traces::TraceId).lt(c.trace_id.as_str())),
+                ),
         );
     }
-    q.order_by(Traces::StartTime, Order::Desc).order_by(Traces::TraceId, Order::Desc).limit(limit + 1);
+    q.order_by(Traces::StartTime, Order::Desc)
+        .order_by(Traces::TraceId, Order::Desc)
+        .limit(limit + 1);
     let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_all(pool).await?;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+        .fetch_all(pool)
+        .await?;
     let mut items = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
     let next = if items.len() as u64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|t| Cursor { start_time: t.start_time.clone(), trace_id: t.trace_id.clone() })
+        items.last().map(|t| Cursor {
+            start_time: t.start_time.clone(),
+            trace_id: t.trace_id.clone(),
+        })
     } else {
         None
     };
@@ -177,7 +191,10 @@ pub async fn get_trace(
         .and_where(Expr::col(Traces::Project).eq(project))
         .and_where(Expr::col(Traces::TraceId).eq(trace_id))
         .build_sqlx(SqliteQueryBuilder);
-    let Some(row) = sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_optional(pool).await? else {
+    let Some(row) = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+        .fetch_optional(pool)
+        .await?
+    else {
         return Ok(None);
     };
     let summary = summary(&row)?;
@@ -192,13 +209,17 @@ pub async fn get_trace(
         .order_by(Events::Seq, Order::Asc)
         .limit(max_spans)
         .build_sqlx(SqliteQueryBuilder);
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_all(pool).await?;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+        .fetch_all(pool)
+        .await?;
     let mut spans = Vec::with_capacity(rows.len());
     for row in rows {
         let seq: i64 = row.try_get("seq")?;
         let body: String = row.try_get("body")?;
-        let mut v: Value =
-            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt { seq, reason: format!("body is not JSON: {e}") })?;
+        let mut v: Value = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            seq,
+            reason: format!("body is not JSON: {e}"),
+        })?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("seq".into(), seq.into());
         }
@@ -213,7 +234,10 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
-        let c = Cursor { start_time: "2026-11-22T10:00:00.000000Z".into(), trace_id: "abc".into() };
+        let c = Cursor {
+            start_time: "2026-11-22T10:00:00.000000Z".into(),
+            trace_id: "abc".into(),
+        };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("zz"), None);
         assert_eq!(Cursor::decode("abc"), None);

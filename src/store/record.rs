@@ -20,6 +20,7 @@ pub struct PreparedEvent {
     pub(super) id_from_client: bool,
     pub(super) record_type: RecordType,
     pub(super) trace_id: String,
+    pub(super) session_id: Option<String>,
     pub(super) event_time: String,
     pub(super) recorded_at: String,
     /// The stored JSON, also what rules see.
@@ -32,12 +33,27 @@ pub struct PreparedEvent {
 impl PreparedEvent {
     /// Prepares a span record. Only a [`RedactedEvent`] can become a log record.
     pub fn span(project: &str, event: RedactedEvent, recorded_at: &str) -> Self {
+        Self::from_redacted(project, event, recorded_at, RecordType::Span)
+    }
+
+    /// Prepares a guard request's record: evaluated like a span, not counted in totals.
+    pub fn guard(project: &str, event: RedactedEvent, recorded_at: &str) -> Self {
+        Self::from_redacted(project, event, recorded_at, RecordType::Guard)
+    }
+
+    fn from_redacted(
+        project: &str,
+        event: RedactedEvent,
+        recorded_at: &str,
+        record_type: RecordType,
+    ) -> Self {
         let e = event.event();
-        let (event_id, id_from_client, trace_id) = (e.event_id.clone(), e.id_from_client, e.trace_id.clone());
+        let (event_id, id_from_client, trace_id) =
+            (e.event_id.clone(), e.id_from_client, e.trace_id.clone());
+        let session_id = e.session_id.clone();
         let event_time = format_time(&e.start_time);
         let body = event.into_body(project);
         let body_text = body.to_string();
-        let record_type = RecordType::Span;
         let digest = chain::digest(&RecordContent {
             project,
             event_id: &event_id,
@@ -45,13 +61,18 @@ impl PreparedEvent {
             recorded_at,
             body: &body_text,
         });
-        let facts = projection::span_facts(0, &body);
+        let facts = if record_type == RecordType::Span {
+            projection::span_facts(0, &body)
+        } else {
+            None
+        };
         PreparedEvent {
             project: project.to_owned(),
             event_id,
             id_from_client,
             record_type,
             trace_id,
+            session_id,
             event_time,
             recorded_at: recorded_at.to_owned(),
             body,
@@ -67,5 +88,84 @@ impl PreparedEvent {
 
     pub fn body(&self) -> &Value {
         &self.body
+    }
+
+    pub fn is_guard(&self) -> bool {
+        self.record_type == RecordType::Guard
+    }
+}
+
+/// One rule outcome about one appended event, as stored in the log.
+pub struct OutcomeRecord<'a> {
+    pub cause: &'a PreparedEvent,
+    pub cause_seq: i64,
+    pub outcome: &'a crate::rules::RuleOutcome,
+}
+
+impl PreparedEvent {
+    /// Prepares the log record of a rule outcome (a violation or a rule error).
+    pub fn outcome(o: OutcomeRecord<'_>) -> Self {
+        use crate::rules::RuleOutcome;
+        let c = o.cause;
+        let field = |k: &str| c.body.get(k).cloned().unwrap_or(Value::Null);
+        let (record_type, outcome, rule_id, severity, message) = match o.outcome {
+            RuleOutcome::Violation {
+                rule_id,
+                severity,
+                message,
+            } => (
+                RecordType::Violation,
+                "violation",
+                rule_id,
+                Value::from(severity.as_str()),
+                message,
+            ),
+            RuleOutcome::RuleError { rule_id, message } => (
+                RecordType::RuleError,
+                "rule_error",
+                rule_id,
+                Value::Null,
+                message,
+            ),
+        };
+        let violation_id = uuid::Uuid::now_v7().to_string();
+        let body = serde_json::json!({
+            "violation_id": violation_id,
+            "project": c.project,
+            "outcome": outcome,
+            "rule_id": rule_id,
+            "severity": severity,
+            "message": message,
+            "event_id": c.event_id,
+            "event_seq": o.cause_seq,
+            "event_kind": field("kind"),
+            "trace_id": field("trace_id"),
+            "span_id": field("span_id"),
+            "agent": field("agent"),
+            "session_id": field("session_id"),
+            "at": c.recorded_at,
+        });
+        let body_text = body.to_string();
+        let digest = chain::digest(&RecordContent {
+            project: &c.project,
+            event_id: &violation_id,
+            record_type: record_type.as_str(),
+            recorded_at: &c.recorded_at,
+            body: &body_text,
+        });
+        PreparedEvent {
+            project: c.project.clone(),
+            event_id: violation_id,
+            id_from_client: false,
+            record_type,
+            trace_id: c.trace_id.clone(),
+            session_id: None,
+            event_time: c.event_time.clone(),
+            recorded_at: c.recorded_at.clone(),
+            body,
+            body_text,
+            digest,
+            facts: None,
+        }
     }
 }

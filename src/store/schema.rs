@@ -10,6 +10,7 @@ pub enum Events {
     EventId,
     RecordType,
     TraceId,
+    SessionId,
     EventTime,
     RecordedAt,
     Body,

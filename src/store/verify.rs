@@ -9,9 +9,9 @@
 use futures_util::TryStreamExt;
 use sqlx::{Row, SqlitePool};
 
+use super::StoreError;
 use super::chain::{self, ChainKey, RecordContent};
 use super::checkpoint::Checkpoint;
-use super::StoreError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -29,13 +29,19 @@ pub struct VerifyReport {
 pub enum ChainFault {
     #[error("record seq {seq} (event {event_id}): content does not match its digest (edited)")]
     Edited { seq: i64, event_id: String },
-    #[error("record seq {seq} (event {event_id}): link does not follow from the previous record (a record was inserted, deleted or reordered before it, or its link was edited)")]
+    #[error(
+        "record seq {seq} (event {event_id}): link does not follow from the previous record (a record was inserted, deleted or reordered before it, or its link was edited)"
+    )]
     BrokenLink { seq: i64, event_id: String },
     #[error("record seq {seq}: stored digest or link is malformed")]
     Malformed { seq: i64 },
-    #[error("the log ends at seq {head_seq} but a checkpoint recorded seq {checkpoint_seq}: records were removed from the tail")]
+    #[error(
+        "the log ends at seq {head_seq} but a checkpoint recorded seq {checkpoint_seq}: records were removed from the tail"
+    )]
     Truncated { head_seq: i64, checkpoint_seq: i64 },
-    #[error("the record at checkpoint seq {seq} has a different link than the checkpoint recorded: the log was rewritten")]
+    #[error(
+        "the record at checkpoint seq {seq} has a different link than the checkpoint recorded: the log was rewritten"
+    )]
     CheckpointMismatch { seq: i64 },
 }
 
@@ -60,13 +66,23 @@ pub async fn verify(
     checkpoint: Option<&Checkpoint>,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, VerifyError> {
-    let base = sqlx::query("SELECT seq, link FROM chain_base WHERE id = 1").fetch_optional(pool).await?;
+    let base = sqlx::query("SELECT seq, link FROM chain_base WHERE id = 1")
+        .fetch_optional(pool)
+        .await?;
     let (mut report, mut prev) = match base {
         None => (VerifyReport::default(), chain::GENESIS),
         Some(row) => {
             let seq: i64 = row.try_get("seq")?;
-            let link = chain::from_hex(&row.try_get::<String, _>("link")?).ok_or(ChainFault::Malformed { seq })?;
-            (VerifyReport { base_seq: seq, head_seq: seq, ..Default::default() }, link)
+            let link = chain::from_hex(&row.try_get::<String, _>("link")?)
+                .ok_or(ChainFault::Malformed { seq })?;
+            (
+                VerifyReport {
+                    base_seq: seq,
+                    head_seq: seq,
+                    ..Default::default()
+                },
+                link,
+            )
         }
     };
     let mut checkpoint_link_seen = None;
@@ -77,7 +93,8 @@ pub async fn verify(
     while let Some(row) = rows.try_next().await? {
         let seq: i64 = row.try_get("seq")?;
         let event_id: String = row.try_get("event_id")?;
-        let stored_digest = chain::from_hex(&row.try_get::<String, _>("digest")?).ok_or(ChainFault::Malformed { seq })?;
+        let stored_digest = chain::from_hex(&row.try_get::<String, _>("digest")?)
+            .ok_or(ChainFault::Malformed { seq })?;
         let link_hex: String = row.try_get("link")?;
         let stored_link = chain::from_hex(&link_hex).ok_or(ChainFault::Malformed { seq })?;
         let body: Option<String> = row.try_get("body")?;
@@ -120,7 +137,11 @@ pub async fn verify(
     progress(report.records);
     if let Some(cp) = checkpoint {
         if cp.seq > report.head_seq {
-            return Err(ChainFault::Truncated { head_seq: report.head_seq, checkpoint_seq: cp.seq }.into());
+            return Err(ChainFault::Truncated {
+                head_seq: report.head_seq,
+                checkpoint_seq: cp.seq,
+            }
+            .into());
         }
         // A checkpoint older than the retention base cannot be checked; one inside the log must match.
         if cp.seq > report.base_seq && checkpoint_link_seen.as_deref() != Some(cp.link.as_str()) {
@@ -132,6 +153,8 @@ pub async fn verify(
 
 /// Number of records in the log, for progress bars.
 pub async fn count_records(pool: &SqlitePool) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(pool)
+        .await?;
     Ok(n.max(0) as u64)
 }

@@ -7,6 +7,7 @@
 //! Back-pressure: [`WriterHandle::append`] never waits for queue space; a full queue is
 //! [`AppendError::Busy`], which ingest turns into `503` + `Retry-After`, so memory stays bounded.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -21,11 +22,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::chain::{self, ChainKey, Hash};
 use super::checkpoint::{Checkpoint, CheckpointFile};
 use super::projection::{TraceBatch, TraceSummaryRow};
-use super::record::PreparedEvent;
+use super::record::{OutcomeRecord, PreparedEvent};
 use super::schema::Events;
+use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
+use crate::rules::live::LiveRules;
+use crate::rules::{RuleOutcome, RunningTotals, SessionTotals, TraceTotals};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WriterConfig {
     /// Append requests that may wait for the writer; beyond this ingest answers 503.
     pub queue_capacity: usize,
@@ -33,6 +37,8 @@ pub struct WriterConfig {
     pub max_batch_events: usize,
     pub key: ChainKey,
     pub checkpoint: CheckpointFile,
+    /// The rule set in force; evaluated here, in log order, so totals are deterministic.
+    pub rules: Arc<LiveRules>,
 }
 
 /// What one append request produced.
@@ -42,6 +48,8 @@ pub struct AppendOutcome {
     pub event_ids: Vec<String>,
     /// Events already in the log (same project and event id), not stored again.
     pub duplicates: usize,
+    /// Rule outcomes the new events caused, in log order.
+    pub violations: Vec<ViolationRow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +96,17 @@ impl WriterHandle {
     /// Appends `events`; resolves once they are durable.
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, AppendError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(AppendRequest { events, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                metrics::counter!("audittrail_writer_rejected_total").increment(1);
-                AppendError::Busy
-            }
-            mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
-        })?;
-        metrics::gauge!("audittrail_writer_queue_depth").set((self.tx.max_capacity() - self.tx.capacity()) as f64);
+        self.tx
+            .try_send(AppendRequest { events, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    metrics::counter!("audittrail_writer_rejected_total").increment(1);
+                    AppendError::Busy
+                }
+                mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
+            })?;
+        metrics::gauge!("audittrail_writer_queue_depth")
+            .set((self.tx.max_capacity() - self.tx.capacity()) as f64);
         rx.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -113,6 +124,7 @@ struct Head {
 
 struct Writer {
     conn: SqliteConnection,
+    totals: RunningTotals,
     head: Head,
     cfg: WriterConfig,
     status: Arc<WriterStatus>,
@@ -120,7 +132,10 @@ struct Writer {
 }
 
 /// Starts the writer task. It ends, after flushing, when every [`WriterHandle`] is dropped.
-pub async fn spawn(store: &Store, cfg: WriterConfig) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
+pub async fn spawn(
+    store: &Store,
+    cfg: WriterConfig,
+) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
     let mut conn = store.write_connection().await?;
     let head = load_head(&mut conn).await?;
     if let Some(cp) = cfg.checkpoint.read()? {
@@ -132,25 +147,47 @@ pub async fn spawn(store: &Store, cfg: WriterConfig) -> Result<(WriterHandle, to
             );
         }
     }
-    let status = Arc::new(WriterStatus { healthy: AtomicBool::new(true), head_seq: AtomicI64::new(head.seq) });
+    let status = Arc::new(WriterStatus {
+        healthy: AtomicBool::new(true),
+        head_seq: AtomicI64::new(head.seq),
+    });
     let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-    let writer = Writer { conn, head, cfg, status: status.clone(), last_checkpoint: Instant::now() };
+    let writer = Writer {
+        conn,
+        totals: RunningTotals::default(),
+        head,
+        cfg,
+        status: status.clone(),
+        last_checkpoint: Instant::now(),
+    };
     let task = tokio::spawn(writer.run(rx));
     Ok((WriterHandle { tx, status }, task))
 }
 
 async fn load_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
-    let last = sqlx::query("SELECT seq, link FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await?;
+    let last = sqlx::query("SELECT seq, link FROM events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
     let row = match last {
         Some(row) => Some(row),
-        None => sqlx::query("SELECT seq, link FROM chain_base WHERE id = 1").fetch_optional(&mut *conn).await?,
+        None => {
+            sqlx::query("SELECT seq, link FROM chain_base WHERE id = 1")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
     };
     Ok(match row {
-        None => Head { seq: 0, link: chain::GENESIS },
+        None => Head {
+            seq: 0,
+            link: chain::GENESIS,
+        },
         Some(row) => {
             let seq: i64 = row.try_get("seq")?;
             let link: String = row.try_get("link")?;
-            let link = chain::from_hex(&link).ok_or(StoreError::Corrupt { seq, reason: "link is not 64 hex digits".into() })?;
+            let link = chain::from_hex(&link).ok_or(StoreError::Corrupt {
+                seq,
+                reason: "link is not 64 hex digits".into(),
+            })?;
             Head { seq, link }
         }
     })
@@ -175,7 +212,8 @@ impl Writer {
             metrics::histogram!("audittrail_writer_batch_requests").record(batch.len() as f64);
             let started = Instant::now();
             let result = self.commit(&batch).await;
-            metrics::histogram!("audittrail_writer_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("audittrail_writer_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcomes) => {
                     self.status.healthy.store(true, Ordering::Relaxed);
@@ -187,6 +225,8 @@ impl Writer {
                     }
                 }
                 Err(err) => {
+                    // The rolled-back events were already applied to the running totals.
+                    self.totals.clear();
                     self.status.healthy.store(false, Ordering::Relaxed);
                     metrics::counter!("audittrail_store_errors_total").increment(1);
                     tracing::error!(error = %err, requests = batch.len(), events, "append transaction failed; nothing of it was stored");
@@ -202,7 +242,10 @@ impl Writer {
 
     fn write_checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
-        let cp = Checkpoint { seq: self.head.seq, link: chain::to_hex(&self.head.link) };
+        let cp = Checkpoint {
+            seq: self.head.seq,
+            link: chain::to_hex(&self.head.link),
+        };
         if let Err(err) = self.cfg.checkpoint.write(&cp) {
             tracing::warn!(error = %err, "could not write the chain checkpoint");
         }
@@ -213,11 +256,16 @@ impl Writer {
         let existing = existing_ids(&mut tx, batch).await?;
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
         let mut head = self.head;
-        let mut rows: Vec<(&PreparedEvent, i64, Hash)> = Vec::new();
+        let mut rows: Vec<(Cow<'_, PreparedEvent>, i64, Hash)> = Vec::new();
         let mut traces = TraceBatch::default();
+        let mut violation_rows = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
+        let rules = self.cfg.rules.current();
         for req in batch {
-            let mut outcome = AppendOutcome { event_ids: Vec::with_capacity(req.events.len()), duplicates: 0 };
+            let mut outcome = AppendOutcome {
+                event_ids: Vec::with_capacity(req.events.len()),
+                ..Default::default()
+            };
             for ev in &req.events {
                 outcome.event_ids.push(ev.event_id.clone());
                 if ev.id_from_client {
@@ -227,18 +275,61 @@ impl Writer {
                         continue;
                     }
                 }
+                let view = if ev.is_guard() {
+                    self.totals.peek(&ev.body)
+                } else {
+                    load_totals(&mut tx, &mut self.totals, ev).await?;
+                    self.totals.observe(&ev.body)
+                };
+                let results = if rules.rules().is_empty() {
+                    Vec::new()
+                } else {
+                    rules.evaluate(&ev.body, &view)
+                };
                 head.seq += 1;
                 head.link = self.cfg.key.link(&head.link, head.seq, &ev.digest);
                 if let Some((trace_id, facts)) = &ev.facts {
-                    traces.add(&ev.project, trace_id.clone(), TraceSummaryRow { last_seq: head.seq, ..facts.clone() });
+                    traces.add(
+                        &ev.project,
+                        trace_id.clone(),
+                        TraceSummaryRow {
+                            last_seq: head.seq,
+                            ..facts.clone()
+                        },
+                    );
                 }
-                rows.push((ev, head.seq, head.link));
+                let cause_seq = head.seq;
+                rows.push((Cow::Borrowed(ev), head.seq, head.link));
+                for result in &results {
+                    if let RuleOutcome::RuleError { rule_id, message } = result {
+                        metrics::counter!("audittrail_rule_errors_total", "rule" => rule_id.clone()).increment(1);
+                        tracing::warn!(rule = %rule_id, event_seq = cause_seq, error = %message, "rule failed on an event; recorded as rule_error");
+                        self.cfg.rules.record_rule_error(rule_id, message);
+                    } else {
+                        metrics::counter!("audittrail_violations_total", "rule" => result.rule_id().to_owned()).increment(1);
+                    }
+                    let record = PreparedEvent::outcome(OutcomeRecord {
+                        cause: ev,
+                        cause_seq,
+                        outcome: result,
+                    });
+                    head.seq += 1;
+                    head.link = self.cfg.key.link(&head.link, head.seq, &record.digest);
+                    if let Some(row) = violations::row_from_body(head.seq, &record.body) {
+                        outcome.violations.push(row.clone());
+                        violation_rows.push((record.project.clone(), row));
+                    }
+                    rows.push((Cow::Owned(record), head.seq, head.link));
+                }
             }
             outcomes.push(outcome);
         }
         insert_records(&mut tx, &rows).await?;
         if !traces.is_empty() {
             traces.write(&mut tx).await?;
+        }
+        if !violation_rows.is_empty() {
+            violations::insert(&mut tx, &violation_rows).await?;
         }
         tx.commit().await?;
         self.head = head;
@@ -248,11 +339,21 @@ impl Writer {
 }
 
 /// Client-chosen ids of this batch that the log already holds (an SDK retrying a batch).
-async fn existing_ids<'a>(conn: &mut SqliteConnection, batch: &'a [AppendRequest]) -> Result<HashSet<(&'a str, &'a str)>, StoreError> {
+async fn existing_ids<'a>(
+    conn: &mut SqliteConnection,
+    batch: &'a [AppendRequest],
+) -> Result<HashSet<(&'a str, &'a str)>, StoreError> {
     let mut found = HashSet::new();
     let mut by_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for ev in batch.iter().flat_map(|r| &r.events).filter(|e| e.id_from_client) {
-        by_project.entry(&ev.project).or_default().push(&ev.event_id);
+    for ev in batch
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter(|e| e.id_from_client)
+    {
+        by_project
+            .entry(&ev.project)
+            .or_default()
+            .push(&ev.event_id);
     }
     for (project, ids) in by_project {
         for chunk in ids.chunks(500) {
@@ -262,7 +363,10 @@ async fn existing_ids<'a>(conn: &mut SqliteConnection, batch: &'a [AppendRequest
                 .and_where(Expr::col(Events::Project).eq(project))
                 .and_where(Expr::col(Events::EventId).is_in(chunk.iter().copied()))
                 .build_sqlx(SqliteQueryBuilder);
-            for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch_all(&mut *conn).await? {
+            for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                .fetch_all(&mut *conn)
+                .await?
+            {
                 let id: String = row.try_get(0)?;
                 if let Some(known) = chunk.iter().find(|c| **c == id) {
                     found.insert((project, *known));
@@ -273,8 +377,58 @@ async fn existing_ids<'a>(conn: &mut SqliteConnection, batch: &'a [AppendRequest
     Ok(found)
 }
 
-async fn insert_records(conn: &mut SqliteConnection, rows: &[(&PreparedEvent, i64, Hash)]) -> Result<(), StoreError> {
-    // 10 columns x 300 rows stays well under SQLite's 32,766 bound parameters.
+/// Makes sure the running totals hold this event's trace and session, rebuilding them from the
+/// log after a restart or an eviction, so rule evaluation sees the same totals a full replay
+/// of the log would.
+async fn load_totals(
+    conn: &mut SqliteConnection,
+    totals: &mut RunningTotals,
+    ev: &PreparedEvent,
+) -> Result<(), StoreError> {
+    if !totals.knows_trace(&ev.project, &ev.trace_id) {
+        let mut t = TraceTotals::default();
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM events WHERE project = ? AND trace_id = ? AND record_type = 'span' AND body IS NOT NULL ORDER BY seq",
+        )
+        .bind(&ev.project)
+        .bind(&ev.trace_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        for b in bodies {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&b) {
+                t.apply(&v);
+            }
+        }
+        totals.seed_trace(&ev.project, &ev.trace_id, t);
+    }
+    if let Some(session) = ev
+        .session_id
+        .as_deref()
+        .filter(|s| !totals.knows_session(&ev.project, s))
+    {
+        let mut t = SessionTotals::default();
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM events WHERE project = ? AND session_id = ? AND record_type = 'span' AND body IS NOT NULL ORDER BY seq",
+        )
+        .bind(&ev.project)
+        .bind(session)
+        .fetch_all(&mut *conn)
+        .await?;
+        for b in bodies {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&b) {
+                t.apply(&v);
+            }
+        }
+        totals.seed_session(&ev.project, session, t);
+    }
+    Ok(())
+}
+
+async fn insert_records(
+    conn: &mut SqliteConnection,
+    rows: &[(Cow<'_, PreparedEvent>, i64, Hash)],
+) -> Result<(), StoreError> {
+    // 11 columns x 300 rows stays well under SQLite's 32,766 bound parameters.
     for chunk in rows.chunks(300) {
         let mut q = Query::insert();
         q.into_table(Events::Table).columns([
@@ -283,6 +437,7 @@ async fn insert_records(conn: &mut SqliteConnection, rows: &[(&PreparedEvent, i6
             Events::EventId,
             Events::RecordType,
             Events::TraceId,
+            Events::SessionId,
             Events::EventTime,
             Events::RecordedAt,
             Events::Body,
@@ -296,6 +451,7 @@ async fn insert_records(conn: &mut SqliteConnection, rows: &[(&PreparedEvent, i6
                 ev.event_id.clone().into(),
                 ev.record_type.as_str().into(),
                 ev.trace_id.clone().into(),
+                ev.session_id.clone().into(),
                 ev.event_time.clone().into(),
                 ev.recorded_at.clone().into(),
                 ev.body_text.clone().into(),
@@ -304,7 +460,9 @@ async fn insert_records(conn: &mut SqliteConnection, rows: &[(&PreparedEvent, i6
             ]);
         }
         let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-        sqlx::query_with(sqlx::AssertSqlSafe(sql), values).execute(&mut *conn).await?;
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -27,7 +27,14 @@ pub struct InternalCause(pub String);
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), errors: Vec::new(), retry_after_secs: None, internal: None }
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+            internal: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -45,18 +52,36 @@ impl ApiError {
             [one] => one.to_string(),
             [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
         };
-        ApiError { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
+        ApiError {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            )
+        }
     }
 
-    pub fn unavailable(code: &'static str, detail: impl Into<String>, retry_after_secs: u64) -> Self {
-        ApiError { retry_after_secs: Some(retry_after_secs), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail) }
+    pub fn unavailable(
+        code: &'static str,
+        detail: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+        }
     }
 
     /// An internal failure: the client learns only that it happened.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         ApiError {
             internal: Some(cause.to_string()),
-            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; the server log has the details")
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal error; the server log has the details",
+            )
         }
     }
 }
@@ -74,9 +99,13 @@ impl IntoResponse for ApiError {
             body["errors"] = json!(self.errors);
         }
         let mut resp = (self.status, body.to_string()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(secs) = self.retry_after_secs {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(cause) = self.internal {
             resp.extensions_mut().insert(InternalCause(cause));

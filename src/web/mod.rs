@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod ops;
+pub mod rules;
 pub mod traces;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::{Config, Resolved};
 use crate::pipeline::Pipeline;
+use crate::rules::live::LiveRules;
 use crate::store::{Store, WriterHandle};
 use error::{ApiError, InternalCause};
 
@@ -34,6 +36,7 @@ pub struct AppState {
     pub store: Store,
     pub writer: WriterHandle,
     pub pipeline: Arc<Pipeline>,
+    pub rules: Arc<LiveRules>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
 }
@@ -47,32 +50,62 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::ingest::http::router())
         .merge(traces::router())
         .merge(ops::router())
+        .merge(rules::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(cors)
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let list: Vec<HeaderValue> = origins.iter().filter(|o| o.as_str() != "*").filter_map(|o| o.parse().ok()).collect();
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter(|o| o.as_str() != "*")
+        .filter_map(|o| o.parse().ok())
+        .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(list))
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-audittrail-project")])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-audittrail-project"),
+        ])
 }
 
 /// Records the latency histogram and logs each failed request once, with its internal cause.
 async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let mut resp = next.run(req).await;
     let status = resp.status();
     metrics::histogram!(

@@ -22,6 +22,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/health/deep", get(health_deep))
         .route("/api/v1/instance", get(instance))
         .route("/metrics", get(prometheus))
 }
@@ -33,7 +34,10 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
                 .expect("static, non-empty bucket list")
                 .build_recorder();
             let handle = recorder.handle();
@@ -60,8 +64,8 @@ impl HealthFacts {
         HealthFacts {
             db_readable: state.store.ping().await,
             writer_healthy: state.writer.status.healthy(),
-            rules_loaded: 0,
-            rule_errors: 0,
+            rules_loaded: state.rules.current().rules().len(),
+            rule_errors: state.rules.problems().len(),
             queue_nearly_full: state.writer.queue_free() * 10 < state.config.writer_queue,
             redaction_enabled: state.pipeline.redaction.enabled(),
         }
@@ -70,7 +74,11 @@ impl HealthFacts {
     pub fn status(&self) -> &'static str {
         if !(self.db_readable && self.writer_healthy) {
             "error"
-        } else if self.rules_loaded == 0 || self.rule_errors > 0 || self.queue_nearly_full || !self.redaction_enabled {
+        } else if self.rules_loaded == 0
+            || self.rule_errors > 0
+            || self.queue_nearly_full
+            || !self.redaction_enabled
+        {
             "degraded"
         } else {
             "ok"
@@ -81,7 +89,11 @@ impl HealthFacts {
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let facts = HealthFacts::gather(&state).await;
     let status = facts.status();
-    let code = if status == "error" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if status == "error" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (
         code,
         Json(json!({
@@ -93,16 +105,52 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Everything behind the status: the store (a real write through the writer and a read back),
+/// the rules with every load problem, redaction and the writer queue.
+async fn health_deep(State(state): State<AppState>) -> impl IntoResponse {
+    let facts = HealthFacts::gather(&state).await;
+    let status = facts.status();
+    let code = if status == "error" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let rules = state.rules.current();
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "version": VERSION,
+            "store": {
+                "readable": facts.db_readable,
+                "writable": facts.writer_healthy,
+                "path": state.store.path().display().to_string(),
+                "head_seq": state.writer.status.head_seq(),
+                "queue_free": state.writer.queue_free(),
+            },
+            "rules": {
+                "loaded": rules.rules().iter().map(|r| r.id()).collect::<Vec<_>>(),
+                "problems": state.rules.problems(),
+                "runtime_errors": state.rules.last_errors(),
+            },
+            "redaction": { "enabled": facts.redaction_enabled },
+        })),
+    )
+}
+
 async fn instance(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "version": VERSION,
         "connected_agents": 0,
-        "rule_count": 0,
+        "rule_count": state.rules.current().rules().len(),
         "uptime_seconds": state.started.elapsed().as_secs(),
     }))
 }
 
 async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     state.metrics.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

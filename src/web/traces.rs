@@ -21,7 +21,9 @@ const MAX_LIMIT: u64 = 500;
 const MAX_SPANS: u64 = 10_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/traces", get(list)).route("/api/v1/traces/{trace_id}", get(one))
+    Router::new()
+        .route("/api/v1/traces", get(list))
+        .route("/api/v1/traces/{trace_id}", get(one))
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,20 +42,29 @@ fn time_param(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Opti
     match DateTime::parse_from_rfc3339(v) {
         Ok(t) => Some(t.with_timezone(&Utc)),
         Err(_) => {
-            errors.push(FieldError { path: name.into(), message: "invalid RFC 3339 timestamp".into() });
+            errors.push(FieldError {
+                path: name.into(),
+                message: "invalid RFC 3339 timestamp".into(),
+            });
             None
         }
     }
 }
 
-async fn list(State(state): State<AppState>, Query(p): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
     let mut errors = Vec::new();
     let status = match p.status.as_deref() {
         None => None,
         Some("ok") => Some(TraceStatus::Ok),
         Some("error") => Some(TraceStatus::Error),
         Some(_) => {
-            errors.push(FieldError { path: "status".into(), message: "must be ok or error".into() });
+            errors.push(FieldError {
+                path: "status".into(),
+                message: "must be ok or error".into(),
+            });
             None
         }
     };
@@ -63,7 +74,10 @@ async fn list(State(state): State<AppState>, Query(p): Query<ListParams>) -> Res
         None => DEFAULT_LIMIT,
         Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
         Some(_) => {
-            errors.push(FieldError { path: "limit".into(), message: format!("must be an integer from 1 to {MAX_LIMIT}") });
+            errors.push(FieldError {
+                path: "limit".into(),
+                message: format!("must be an integer from 1 to {MAX_LIMIT}"),
+            });
             DEFAULT_LIMIT
         }
     };
@@ -72,22 +86,45 @@ async fn list(State(state): State<AppState>, Query(p): Query<ListParams>) -> Res
         Some(c) => match Cursor::decode(c) {
             Some(c) => Some(c),
             None => {
-                errors.push(FieldError { path: "cursor".into(), message: "is not a cursor this server issued".into() });
+                errors.push(FieldError {
+                    path: "cursor".into(),
+                    message: "is not a cursor this server issued".into(),
+                });
                 None
             }
         },
     };
     if !errors.is_empty() {
-        return Err(ApiError { code: "invalid_query", ..ApiError::validation(errors) });
+        return Err(ApiError {
+            code: "invalid_query",
+            ..ApiError::validation(errors)
+        });
     }
-    let filter = TraceFilter { agent: p.agent, session_id: p.session_id, status, from, to };
-    let (items, next) = query::list_traces(&state.store.readers, DEFAULT_PROJECT, &filter, cursor.as_ref(), limit)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "traces": items, "next_cursor": next.map(|c| c.encode()) })))
+    let filter = TraceFilter {
+        agent: p.agent,
+        session_id: p.session_id,
+        status,
+        from,
+        to,
+    };
+    let (items, next) = query::list_traces(
+        &state.store.readers,
+        DEFAULT_PROJECT,
+        &filter,
+        cursor.as_ref(),
+        limit,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "traces": items, "next_cursor": next.map(|c| c.encode()) }),
+    ))
 }
 
-async fn one(State(state): State<AppState>, Path(trace_id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn one(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let found = query::get_trace(&state.store.readers, DEFAULT_PROJECT, &trace_id, MAX_SPANS)
         .await
         .map_err(ApiError::internal)?;
@@ -95,5 +132,7 @@ async fn one(State(state): State<AppState>, Path(trace_id): Path<String>) -> Res
         return Err(ApiError::not_found("no trace with this id"));
     };
     let truncated = spans.len() as u64 >= MAX_SPANS && summary.span_count as u64 > MAX_SPANS;
-    Ok(Json(json!({ "trace": summary, "spans": spans, "spans_truncated": truncated })))
+    Ok(Json(
+        json!({ "trace": summary, "spans": spans, "spans_truncated": truncated }),
+    ))
 }

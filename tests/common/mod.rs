@@ -60,9 +60,13 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("serve".into());
     let cli = Cli::try_parse_from(args).expect("valid test arguments");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let service = audittrail::server::build(cli.config).await.expect("service builds");
+    let service = audittrail::server::build(cli.config)
+        .await
+        .expect("service builds");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         service
@@ -92,21 +96,44 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let resp = self.client.post(self.url(path)).json(body).send().await.expect("request");
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client.post(self.url(path)).header("content-type", "application/json").body(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self.client.get(self.url(path)).send().await.expect("request");
+        let resp = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Graceful shutdown; returns the data directory so a test can inspect or reopen it.

@@ -1,0 +1,193 @@
+//! Rule routes: `GET /api/v1/rules`, `GET /api/v1/violations`, `POST /api/v1/evaluate` (guard).
+
+use axum::extract::{Query, Request, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::event::FieldError;
+use crate::ingest::body::{parse_json, read_limited};
+use crate::ingest::http::{DEFAULT_PROJECT, ingest_error};
+use crate::rules::{Decision, RuleOutcome, Severity, decision};
+use crate::store::violations::{self, ViolationFilter, ViolationRow};
+
+const DEFAULT_LIMIT: u64 = 50;
+const MAX_LIMIT: u64 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/rules", get(list_rules))
+        .route("/api/v1/violations", get(list_violations))
+        .route("/api/v1/evaluate", post(evaluate))
+}
+
+async fn list_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let set = state.rules.current();
+    let stats = violations::rule_stats(&state.store.readers, DEFAULT_PROJECT)
+        .await
+        .map_err(ApiError::internal)?;
+    let runtime = state.rules.last_errors();
+    let rules: Vec<Value> = set
+        .rules()
+        .iter()
+        .map(|r| {
+            let s = stats.iter().find(|s| s.0 == r.id());
+            json!({
+                "id": r.id(),
+                "description": r.description(),
+                "severity": r.severity().as_str(),
+                "hits": s.map(|s| s.1).unwrap_or(0),
+                "errors": s.map(|s| s.2).unwrap_or(0),
+                "last_error": runtime.get(r.id()).cloned().or_else(|| s.and_then(|s| s.3.clone())),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "rules": rules, "load_problems": state.rules.problems() }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ViolationParams {
+    rule: Option<String>,
+    severity: Option<String>,
+    agent: Option<String>,
+    trace_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    outcome: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+fn time(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    let v = v?;
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            errors.push(FieldError {
+                path: name.into(),
+                message: "invalid RFC 3339 timestamp".into(),
+            });
+            None
+        })
+}
+
+async fn list_violations(
+    State(state): State<AppState>,
+    Query(p): Query<ViolationParams>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = Vec::new();
+    let min_severity = p.severity.as_deref().and_then(|s| {
+        Severity::parse(s).or_else(|| {
+            errors.push(FieldError {
+                path: "severity".into(),
+                message: "must be info, warning, high or critical".into(),
+            });
+            None
+        })
+    });
+    if let Some(o) = p
+        .outcome
+        .as_deref()
+        .filter(|o| !["violation", "rule_error"].contains(o))
+    {
+        let _ = o;
+        errors.push(FieldError {
+            path: "outcome".into(),
+            message: "must be violation or rule_error".into(),
+        });
+    }
+    let from = time("from", p.from.as_deref(), &mut errors);
+    let to = time("to", p.to.as_deref(), &mut errors);
+    let limit = match p.limit.as_deref().map(str::parse::<u64>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError {
+                path: "limit".into(),
+                message: format!("must be an integer from 1 to {MAX_LIMIT}"),
+            });
+            DEFAULT_LIMIT
+        }
+    };
+    let cursor = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => c.parse::<i64>().ok().filter(|n| *n > 0).or_else(|| {
+            errors.push(FieldError {
+                path: "cursor".into(),
+                message: "is not a cursor this server issued".into(),
+            });
+            None
+        }),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError {
+            code: "invalid_query",
+            ..ApiError::validation(errors)
+        });
+    }
+    let filter = ViolationFilter {
+        rule_id: p.rule,
+        min_severity,
+        agent: p.agent,
+        trace_id: p.trace_id,
+        from,
+        to,
+        outcome: p.outcome,
+    };
+    let (items, next) = violations::list(
+        &state.store.readers,
+        DEFAULT_PROJECT,
+        &filter,
+        cursor,
+        limit,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "violations": items, "next_cursor": next.map(|n| n.to_string()) }),
+    ))
+}
+
+/// Guard mode: `critical` → deny, `high`/`warning` → warn, otherwise allow.
+async fn evaluate(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+    let bytes = read_limited(req.into_body(), state.config.max_body_bytes).await?;
+    let body = parse_json(&bytes)?;
+    let outcome = state
+        .pipeline
+        .guard(&state.writer, DEFAULT_PROJECT, body)
+        .await
+        .map_err(ingest_error)?;
+    let outcomes: Vec<RuleOutcome> = outcome.violations.iter().filter_map(to_outcome).collect();
+    let d = match decision(&outcomes) {
+        Decision::Allow => "allow",
+        Decision::Warn => "warn",
+        Decision::Deny => "deny",
+    };
+    Ok(Json(json!({
+        "decision": d,
+        "event_id": outcome.event_ids.first(),
+        "violations": outcome.violations.iter().filter(|v| v.outcome == "violation").collect::<Vec<_>>(),
+        "rule_errors": outcome.violations.iter().filter(|v| v.outcome == "rule_error").collect::<Vec<_>>(),
+    })))
+}
+
+fn to_outcome(v: &ViolationRow) -> Option<RuleOutcome> {
+    Some(match v.outcome.as_str() {
+        "violation" => RuleOutcome::Violation {
+            rule_id: v.rule_id.clone(),
+            severity: Severity::parse(v.severity.as_deref()?)?,
+            message: v.message.clone(),
+        },
+        _ => RuleOutcome::RuleError {
+            rule_id: v.rule_id.clone(),
+            message: v.message.clone(),
+        },
+    })
+}
