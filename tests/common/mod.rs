@@ -57,6 +57,12 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
 
 pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
     let mut args = base_args(dir.path());
+    // A flag given in `extra` replaces the base one (flags and values alternate after argv[0]).
+    for flag in extra.iter().filter(|a| a.starts_with("--")) {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            args.drain(i..i + 2);
+        }
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("serve".into());
     let cli = Cli::try_parse_from(args).expect("valid test arguments");

@@ -1,0 +1,372 @@
+//! Constitutional rules through the real server: each default rule fires on its bad case and
+//! stays silent on the good one, guard mode, hot reload (good and broken edits), runaway rules,
+//! a rules directory the server never writes to, and deterministic replay across restarts.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{base_args, batch, binary, spawn_in};
+use serde_json::{Value, json};
+
+fn copy_rules(dst: &Path) {
+    std::fs::create_dir_all(dst.join("tests")).unwrap();
+    for entry in std::fs::read_dir(common::rules_dir()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "rhai") {
+            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+async fn app_with_rules(rules: &Path) -> common::TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_in(dir, &["--rules-dir", rules.to_str().unwrap()]).await
+}
+
+fn ev(trace: &str, span: &str, kind: &str) -> Value {
+    json!({"trace_id": trace, "span_id": span, "kind": kind, "name": kind, "agent": "bot", "session_id": format!("s-{trace}"),
+           "start_time": "2026-11-22T10:00:00Z", "end_time": "2026-11-22T10:00:01Z", "status": "ok"})
+}
+
+fn fired(resp: &Value) -> Vec<String> {
+    resp["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_default_rule_fires_on_its_bad_case_and_not_on_the_good_one() {
+    let app = common::spawn_app().await;
+    let mut cases: Vec<(&str, Vec<Value>, Vec<Value>)> = Vec::new();
+
+    let mut bad = ev("bd-bad", "s", "tool");
+    bad["input"] = json!({"sql": "DELETE FROM customers"});
+    let mut good = ev("bd-good", "s", "tool");
+    good["input"] = json!({"sql": "DELETE FROM customers WHERE id = 42"});
+    cases.push(("bulk_delete_prevention", vec![bad], vec![good]));
+
+    let mut bad = ev("cost-bad", "s", "llm");
+    bad["usage"] = json!({"input_tokens": 10, "output_tokens": 10, "cost_usd": 7.5});
+    let mut good = ev("cost-good", "s", "llm");
+    good["usage"] = json!({"input_tokens": 10, "output_tokens": 10, "cost_usd": 0.5});
+    cases.push(("cost_guard", vec![bad], vec![good]));
+
+    let mut bad = ev("lat-bad", "s", "retrieval");
+    bad["end_time"] = json!("2026-11-22T10:00:09Z");
+    let good = ev("lat-good", "s", "retrieval");
+    cases.push(("latency_slo", vec![bad], vec![good]));
+
+    let mut bad = ev("tok-bad", "s", "llm");
+    bad["usage"] = json!({"input_tokens": 150000, "output_tokens": 60000});
+    let mut good = ev("tok-good", "s", "llm");
+    good["usage"] = json!({"input_tokens": 1500, "output_tokens": 600});
+    cases.push(("token_budget", vec![bad], vec![good]));
+
+    let mut retrieval = ev("cite-bad", "r", "retrieval");
+    retrieval["output"] =
+        json!({"documents": [{"id": "kb-311", "url": "https://help.example.com/refunds"}]});
+    let mut answer = ev("cite-bad", "a", "answer");
+    answer["output"] = json!({"content": "Refunds take five days."});
+    let mut retrieval_ok = retrieval.clone();
+    retrieval_ok["trace_id"] = json!("cite-good");
+    let mut answer_ok = ev("cite-good", "a", "answer");
+    answer_ok["output"] =
+        json!({"content": "Refunds take five days (https://help.example.com/refunds)."});
+    cases.push((
+        "cite_sources",
+        vec![retrieval, answer],
+        vec![retrieval_ok, answer_ok],
+    ));
+
+    for (rule, bad, good) in cases {
+        let (status, resp) = app.post_json("/api/v1/traces", &batch(bad)).await;
+        assert_eq!(status, 202, "{resp}");
+        assert!(
+            fired(&resp).contains(&rule.to_owned()),
+            "{rule} must fire: {resp}"
+        );
+        let (status, resp) = app.post_json("/api/v1/traces", &batch(good)).await;
+        assert_eq!(status, 202);
+        assert!(
+            !fired(&resp).contains(&rule.to_owned()),
+            "{rule} must stay silent: {resp}"
+        );
+    }
+
+    let (_, list) = app.get("/api/v1/violations?rule=cost_guard").await;
+    assert_eq!(list["violations"].as_array().unwrap().len(), 1);
+    assert_eq!(list["violations"][0]["trace_id"], "cost-bad");
+    let (_, list) = app.get("/api/v1/violations?severity=critical").await;
+    assert!(
+        list["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["severity"] == "critical")
+    );
+    let (status, _) = app.get("/api/v1/violations?severity=apocalyptic").await;
+    assert_eq!(status, 422);
+
+    let (_, rules) = app.get("/api/v1/rules").await;
+    let rules = rules["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 6);
+    let bd = rules
+        .iter()
+        .find(|r| r["id"] == "bulk_delete_prevention")
+        .unwrap();
+    assert_eq!(bd["severity"], "critical");
+    assert_eq!(bd["hits"], 1);
+    assert!(
+        bd["description"].as_str().unwrap().len() > 10,
+        "description comes from the file"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn guard_mode_decides_and_does_not_count_toward_totals() {
+    let app = common::spawn_app().await;
+    let (status, resp) = app
+        .post_json(
+            "/api/v1/evaluate",
+            &json!({"kind": "tool", "name": "shell", "input": {"command": "rm -rf /"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["decision"], "deny");
+    assert_eq!(resp["violations"][0]["rule_id"], "bulk_delete_prevention");
+
+    let (_, resp) = app
+        .post_json(
+            "/api/v1/evaluate",
+            &json!({"kind": "tool", "name": "shell", "input": {"command": "ls -la"}}),
+        )
+        .await;
+    assert_eq!(resp["decision"], "allow");
+
+    // A guard request over budget warns (high) but is not added to the trace's totals.
+    let mut guard = ev("g", "proposed", "llm");
+    guard["usage"] = json!({"cost_usd": 9.0});
+    let (_, resp) = app.post_json("/api/v1/evaluate", &guard).await;
+    assert_eq!(resp["decision"], "warn", "{resp}");
+    let mut real = ev("g", "real", "llm");
+    real["usage"] = json!({"cost_usd": 1.0});
+    let (_, resp) = app.post_json("/api/v1/traces", &batch(vec![real])).await;
+    assert!(
+        !fired(&resp).contains(&"cost_guard".to_owned()),
+        "guard cost did not count: {resp}"
+    );
+
+    let (status, resp) = app
+        .post_json(
+            "/api/v1/evaluate",
+            &json!({"kind": "tool", "start_time": "not a time"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(resp["errors"][0]["path"], "$.start_time");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reload_applies_good_edits_and_rejects_broken_ones_with_position() {
+    let rules = tempfile::tempdir().unwrap();
+    copy_rules(rules.path());
+    let app = app_with_rules(rules.path()).await;
+    let mut probe = ev("r1", "s", "llm");
+    probe["usage"] = json!({"input_tokens": 600, "output_tokens": 0});
+    let (_, resp) = app
+        .post_json("/api/v1/traces", &batch(vec![probe.clone()]))
+        .await;
+    assert!(!fired(&resp).contains(&"token_budget".to_owned()));
+
+    let path = rules.path().join("token_budget.rhai");
+    let src = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("TRACE_TOKEN_BUDGET = 200000", "TRACE_TOKEN_BUDGET = 500");
+    std::fs::write(&path, src).unwrap();
+    let mut fired_after_edit = false;
+    for i in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut p = probe.clone();
+        p["trace_id"] = json!(format!("r-edit-{i}"));
+        let (_, resp) = app.post_json("/api/v1/traces", &batch(vec![p])).await;
+        if fired(&resp).contains(&"token_budget".to_owned()) {
+            fired_after_edit = true;
+            break;
+        }
+    }
+    assert!(
+        fired_after_edit,
+        "the edited threshold is in force after reload"
+    );
+
+    std::fs::write(rules.path().join("broken.rhai"), "const DESCRIPTION = \"x\";\nconst SEVERITY = \"high\";\nfn check(event, trace) {\n  let x = ;\n}\n").unwrap();
+    let mut problems = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (_, r) = app.get("/api/v1/rules").await;
+        if !r["load_problems"].as_array().unwrap().is_empty() {
+            problems = r;
+            break;
+        }
+    }
+    let p = &problems["load_problems"][0];
+    assert!(
+        p["file"].as_str().unwrap().ends_with("broken.rhai"),
+        "{problems}"
+    );
+    assert_eq!(p["line"], 4);
+    assert!(p["column"].as_u64().is_some());
+    assert_eq!(
+        problems["rules"].as_array().unwrap().len(),
+        6,
+        "the previous rule set stays in force"
+    );
+    let (_, health) = app.get("/api/v1/health").await;
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["rules_loaded"], 6);
+    let mut p = probe.clone();
+    p["trace_id"] = json!("r-after-broken");
+    let (_, resp) = app.post_json("/api/v1/traces", &batch(vec![p])).await;
+    assert!(
+        fired(&resp).contains(&"token_budget".to_owned()),
+        "old rules keep working"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn runaway_rules_are_stopped_and_the_event_is_still_stored() {
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules.path().join("spin.rhai"),
+        "const DESCRIPTION = \"spins\";\nconst SEVERITY = \"info\";\nfn check(event, trace) { loop { } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.path().join("hog.rhai"),
+        "const DESCRIPTION = \"allocates\";\nconst SEVERITY = \"info\";\nfn check(event, trace) { let s = \"x\"; while true { s += s; } }\n",
+    )
+    .unwrap();
+    let before = dir_snapshot(rules.path());
+    let app = app_with_rules(rules.path()).await;
+    let (status, resp) = app
+        .post_json("/api/v1/traces", &batch(vec![ev("spin", "s", "llm")]))
+        .await;
+    assert_eq!(status, 202, "{resp}");
+    assert_eq!(fired(&resp).len(), 2);
+    assert!(
+        resp["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["outcome"] == "rule_error")
+    );
+    assert_eq!(app.get("/api/v1/traces/spin").await.0, 200);
+    let (_, errs) = app.get("/api/v1/violations?outcome=rule_error").await;
+    assert_eq!(errs["violations"].as_array().unwrap().len(), 2);
+    let (_, rules_resp) = app.get("/api/v1/rules").await;
+    assert!(
+        rules_resp["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["last_error"].is_string())
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("audittrail_rule_errors_total"));
+    app.stop().await;
+    assert_eq!(
+        before,
+        dir_snapshot(rules.path()),
+        "the server never writes to the rules directory"
+    );
+}
+
+fn dir_snapshot(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.len(),
+                m.modified().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn replaying_the_log_reproduces_the_stored_violations_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_in(dir, &[]).await;
+    // The trace crosses the token budget only after a restart: totals must come back from the log.
+    let mut first = ev("long", "s1", "llm");
+    first["usage"] = json!({"input_tokens": 120000, "output_tokens": 0, "cost_usd": 3.0});
+    app.post_json("/api/v1/traces", &batch(vec![first])).await;
+    let mut tool = ev("other", "t", "tool");
+    tool["input"] = json!({"command": "rm -rf ~"});
+    app.post_json("/api/v1/traces", &batch(vec![tool])).await;
+    let dir = app.stop().await;
+
+    let app = spawn_in(dir, &[]).await;
+    let mut second = ev("long", "s2", "llm");
+    second["usage"] = json!({"input_tokens": 100000, "output_tokens": 0, "cost_usd": 3.0});
+    let (_, resp) = app.post_json("/api/v1/traces", &batch(vec![second])).await;
+    let rules = fired(&resp);
+    assert!(
+        rules.contains(&"token_budget".to_owned()) && rules.contains(&"cost_guard".to_owned()),
+        "{resp}"
+    );
+    let dir = app.stop().await;
+
+    let mut args = base_args(dir.path());
+    args.remove(0);
+    let out = Command::new(binary())
+        .args(&args)
+        .args(["rules", "replay"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no differences"), "{stdout}");
+
+    let out = Command::new(binary())
+        .args(&args)
+        .args(["rules", "replay", "--disable", "token_budget"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("token_budget"))
+        .unwrap_or_default();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        ["token_budget", "0", "1", "0"],
+        "{stdout}"
+    );
+}
