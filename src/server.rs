@@ -41,6 +41,7 @@ pub enum ServeError {
 pub struct Service {
     pub state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
+    checkpointer: tokio::task::JoinHandle<()>,
     /// Keeps the rules directory watched while the service runs.
     _rules_watcher: Option<notify::RecommendedWatcher>,
 }
@@ -76,6 +77,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             .map_err(|e| ServeError::Config(vec![format!("loading rules: {e}")]))?,
     );
     let rules_watcher = rules::live::watch(rules.clone());
+    let checkpointer = store.spawn_checkpointer();
     let (writer, writer_task) = writer::spawn(
         &store,
         WriterConfig {
@@ -84,6 +86,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             key: chain_key(&resolved),
             checkpoint: CheckpointFile::beside(store.path()),
             rules: rules.clone(),
+            wal_path: store.wal_path(),
         },
     )
     .await?;
@@ -105,6 +108,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
     Ok(Service {
         state,
         writer_task,
+        checkpointer,
         _rules_watcher: rules_watcher,
     })
 }
@@ -119,6 +123,7 @@ impl Service {
         let Service {
             state,
             writer_task,
+            checkpointer,
             _rules_watcher,
         } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
@@ -151,6 +156,7 @@ impl Service {
                 "the writer did not stop within 30 s; unacknowledged requests may be lost"
             );
         }
+        checkpointer.abort();
         Ok(())
     }
 }

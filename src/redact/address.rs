@@ -9,8 +9,8 @@
 
 use regex::Regex;
 
-use super::engine::{is_word, prev_char, Hit};
 use super::PiiType;
+use super::engine::{Hit, is_word, prev_char};
 
 const EN_TYPES: &str = "Alley|Avenue|Ave|Bend|Boulevard|Blvd|Branch|Bridge|Brook|Brooks|Burg|Burgs|Bypass|Camp|Canyon|Cape|Causeway|Center|Centre|Centers|Circle|Circles|Cir|Cliff|Cliffs|Close|Club|Common|Commons|Corner|Corners|Course|Court|Courts|Ct|Cove|Coves|Creek|Crescent|Crest|Crossing|Crossroad|Curve|Dale|Dam|Divide|Drive|Drives|Dr|Estate|Estates|Expressway|Extension|Extensions|Fall|Falls|Ferry|Field|Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Freeway|Garden|Gardens|Gateway|Glen|Glens|Green|Greens|Grove|Groves|Harbor|Harbors|Haven|Heights|Highway|Hwy|Hill|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|Knoll|Knolls|Lake|Lakes|Land|Landing|Lane|Ln|Light|Lights|Loaf|Lock|Locks|Lodge|Loop|Mall|Manor|Manors|Meadow|Meadows|Mews|Mill|Mills|Mission|Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Park|Parks|Parkway|Parkways|Pkwy|Pass|Passage|Path|Pike|Pine|Pines|Place|Pl|Plain|Plains|Plaza|Point|Points|Port|Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Rest|Ridge|Ridges|River|Road|Roads|Rd|Route|Row|Rue|Run|Shoal|Shoals|Shore|Shores|Skyway|Spring|Springs|Spur|Spurs|Square|Squares|Sq|Station|Stravenue|Stream|Street|Streets|St|Summit|Terrace|Ter|Throughway|Trace|Track|Trafficway|Trail|Tunnel|Turnpike|Underpass|Union|Unions|Valley|Valleys|Via|Viaduct|View|Views|Village|Villages|Ville|Vista|Walk|Walks|Wall|Way|Ways|Well|Wells|Wharf|Yard";
 
@@ -105,10 +105,17 @@ impl Addresses {
             while ws < d && !text.is_char_boundary(ws) {
                 ws += 1;
             }
-            let word = text[ws..d - 1].to_lowercase();
-            if ["flat", "studio", "apartment", "unit", "suite"].contains(&word.as_str()) {
+            let word = &text.as_bytes()[ws..d - 1];
+            let ends_ci = |suffix: &str| {
+                word.len() >= suffix.len()
+                    && word[word.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+            };
+            let unit_word = ["flat", "studio", "apartment", "unit", "suite"]
+                .iter()
+                .any(|w| word.eq_ignore_ascii_case(w.as_bytes()));
+            if unit_word {
                 self.anchored(&self.english, text, ws, out);
-            } else if GERMANIC.iter().any(|s| word.ends_with(s)) {
+            } else if GERMANIC.iter().any(|s| ends_ci(s)) {
                 self.anchored(&self.germanic, text, ws, out);
             }
         }

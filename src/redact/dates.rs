@@ -8,9 +8,9 @@
 
 use regex::Regex;
 
-use super::engine::{is_word, lower_before, next_char, prev_char, Hit};
-use super::validate::date_ok;
 use super::PiiType;
+use super::engine::{Hit, is_word, lower_before, next_char, prev_char};
+use super::validate::date_ok;
 
 pub(super) struct Dates {
     date: Regex,

@@ -6,9 +6,9 @@
 //! rejected); IBANs from a digit run right after two letters, collected to the country's
 //! registered length (compact or in groups of four) and checked with mod-97.
 
-use super::engine::{is_word, next_char, prev_char, Hit};
-use super::validate::{digits_of, iban_len, iban_mod97, ipv6_ok, ssn_ok};
 use super::PiiType;
+use super::engine::{Hit, is_word, next_char, prev_char};
+use super::validate::{digits_of, iban_len, iban_mod97, ipv6_ok, ssn_ok};
 
 /// A JSON value under an SSN-like key: the whole value, when it is nine valid digits.
 pub(super) fn bare_ssn(text: &str, out: &mut Vec<Hit>) {

@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 
 use super::{
-    address, dates, detectors, escapes, gates, names, numbers, replace, rules, secrets, sql,
-    Detection, PiiType, RedactError, RedactorConfig, Replacement, TypeCounts,
+    Detection, PiiType, RedactError, RedactorConfig, Replacement, TypeCounts, address, dates,
+    detectors, escapes, gates, names, numbers, replace, rules, secrets, sql,
 };
 
 pub(super) use super::gates::GateHits;
@@ -58,10 +58,10 @@ fn type_index(t: PiiType) -> usize {
 impl Redactor {
     /// Compile all detectors and the operator's rules. Errors list every bad rule.
     pub fn new(cfg: RedactorConfig) -> Result<Self, RedactError> {
-        if let Replacement::Pseudonym { key } = &cfg.replacement {
-            if key.is_empty() {
-                return Err(RedactError::EmptyKey);
-            }
+        if let Replacement::Pseudonym { key } = &cfg.replacement
+            && key.is_empty()
+        {
+            return Err(RedactError::EmptyKey);
         }
         let mut enabled = [true; 10];
         for t in &cfg.disabled_types {
@@ -118,13 +118,17 @@ impl Redactor {
         }
         let clusters = numbers::clusters(text);
         for c in &clusters {
-            numbers::classify(text, *c, &gates, &mut hits);
             let d = if b[c.s].is_ascii_digit() {
                 c.s
             } else {
                 c.s + 1
             };
-            detectors::iban_at(text, d, &mut hits);
+            if d > 0 && b[d - 1].is_ascii_alphanumeric() {
+                // digits glued to letters (hex ids, hashes): only an IBAN can start here
+                detectors::iban_at(text, d, &mut hits);
+                continue;
+            }
+            numbers::classify(text, *c, &gates, &mut hits);
             self.addresses.at_number(text, d, &mut hits);
         }
         if !clusters.is_empty() {
@@ -138,7 +142,7 @@ impl Redactor {
         if let Some(k) = key {
             field_hits(k, text, self, &mut hits);
         }
-        if text.contains("INSERT") || text.contains("insert") {
+        if gates.sql_insert {
             let mut found = Vec::new();
             sql::insert_values(text, |col, s, e| {
                 let mut local = Vec::new();
@@ -255,6 +259,41 @@ pub(super) fn lower_before(text: &str, i: usize, n: usize) -> String {
         s -= 1;
     }
     text.get(s..i).unwrap_or("").to_ascii_lowercase()
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// SWAR test: does any byte of `x` lie strictly between `m` and `n` (`m < 128`, `n <= 128`)?
+/// Bytes >= 0x80 never count.
+pub(super) fn has_between(x: u64, m: u64, n: u64) -> bool {
+    let x7 = x & (LO * 127);
+    ((LO * (127 + n)).wrapping_sub(x7) & !x & x7.wrapping_add(LO * (127 - m)) & HI) != 0
+}
+
+/// Any ASCII digit in the 8 bytes of `x`.
+pub(super) fn has_digit(x: u64) -> bool {
+    has_between(x, 0x2F, 0x3A)
+}
+
+/// Any ASCII upper-case letter or non-ASCII byte in the 8 bytes of `x`.
+pub(super) fn has_upper_or_utf8(x: u64) -> bool {
+    x & HI != 0 || has_between(x, 0x40, 0x5B)
+}
+
+/// First index >= `i` of an 8-byte chunk of `b` for which `hit` holds (or of the unaligned
+/// tail): lets byte loops jump over text that cannot contain what they look for.
+pub(super) fn skip_chunks(b: &[u8], mut i: usize, hit: impl Fn(u64) -> bool) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        if hit(u64::from_le_bytes(arr)) {
+            break;
+        }
+        i += 8;
+    }
+    i
 }
 
 /// True when `c` continues a word/identifier (so a match touching it is not a whole token).

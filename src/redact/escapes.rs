@@ -85,12 +85,15 @@ fn decode_once(s: &str) -> Decoded {
         map.extend(std::iter::repeat_n(at as u32, text.len() - before));
     };
     while i < b.len() {
-        let Some(c) = s.get(i..).and_then(|r| r.chars().next()) else {
-            break;
-        };
-        if c != '\\' {
-            push(&mut text, &mut map, c, i);
-            i += c.len_utf8();
+        // copy the run up to the next backslash in bulk (raw bytes map one to one)
+        let run = b[i..]
+            .iter()
+            .position(|&c| c == b'\\')
+            .unwrap_or(b.len() - i);
+        if run > 0 {
+            text.push_str(&s[i..i + run]);
+            map.extend((i..i + run).map(|k| k as u32));
+            i += run;
             continue;
         }
         let (out, used) = match b.get(i + 1) {

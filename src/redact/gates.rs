@@ -25,6 +25,8 @@ pub(super) struct GateHits {
     pub(super) cookie: bool,
     pub(super) aws: bool,
     pub(super) dsn: bool,
+    /// An SQL `INSERT INTO` statement (column names give context to values).
+    pub(super) sql_insert: bool,
 }
 
 /// Keyword stems and their group. Matched in lower and Capitalised case, and UPPER for the
@@ -56,6 +58,7 @@ const GATE_WORDS: &[(&str, u8)] = &[
     ("cookie", 4),
     ("aws", 5),
     ("://", 6),
+    ("insert into", 7),
 ];
 
 impl Gates {
@@ -67,7 +70,7 @@ impl Gates {
             if let Some(f) = cap.get_mut(..1) {
                 f.make_ascii_uppercase();
             }
-            let upper = matches!(*g, 1 | 2 | 5) || *w == "dob";
+            let upper = matches!(*g, 1 | 2 | 5 | 7) || *w == "dob";
             let variants = [
                 Some(w.to_string()),
                 Some(cap),
@@ -98,6 +101,7 @@ impl Gates {
                 Some(4) => f.cookie = true,
                 Some(5) => f.aws = true,
                 Some(6) => f.dsn = true,
+                Some(7) => f.sql_insert = true,
                 _ => {}
             }
         }

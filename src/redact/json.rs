@@ -13,7 +13,7 @@
 
 use serde_json::Value;
 
-use super::{RedactError, Redactor, TypeCounts, MAX_DEPTH};
+use super::{MAX_DEPTH, RedactError, Redactor, TypeCounts};
 
 impl Redactor {
     /// Redact every string (keys included) of `value` in place; see the module docs.
@@ -87,19 +87,18 @@ fn redact_string(
     counts: &mut TypeCounts,
 ) -> Result<Option<String>, RedactError> {
     let t = s.trim_start();
-    if t.starts_with('{') || t.starts_with('[') {
-        if let Ok(mut inner) = serde_json::from_str::<Value>(s) {
-            if inner.is_object() || inner.is_array() {
-                let before = total(counts);
-                walk(r, &mut inner, key, depth + 1, counts)?;
-                if total(counts) == before {
-                    return Ok(None);
-                }
-                // Serialising a Value cannot fail (string keys only); fall back to text mode.
-                if let Ok(out) = serde_json::to_string(&inner) {
-                    return Ok(Some(out));
-                }
-            }
+    if (t.starts_with('{') || t.starts_with('['))
+        && let Ok(mut inner) = serde_json::from_str::<Value>(s)
+        && (inner.is_object() || inner.is_array())
+    {
+        let before = total(counts);
+        walk(r, &mut inner, key, depth + 1, counts)?;
+        if total(counts) == before {
+            return Ok(None);
+        }
+        // Serialising a Value cannot fail (string keys only); fall back to text mode.
+        if let Ok(out) = serde_json::to_string(&inner) {
+            return Ok(Some(out));
         }
     }
     Ok(match r.redact_field(key, s, counts) {

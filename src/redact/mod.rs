@@ -13,13 +13,24 @@
 //! themselves JSON (tool-call `arguments`). [`jsonl::run`] and [`redact_text_cli`] are the
 //! command-line modes. Counts per type are added to a [`TypeCounts`] map.
 //!
-//! **How.** Detectors are regexes plus validators (Luhn, mod-97, IP parsing, SSN issuance
-//! rules, phone group shapes) and context windows (`born`, `dob`, `ssn`, `Name:`, greetings,
-//! `Mr./Dr.`), a token scan against embedded census name dictionaries, and Aho-Corasick for
-//! context words and operator terms. Each detector is gated on a cheap byte test (no `@`,
-//! no email regex). Text holding `\uXXXX`/`\"` escapes is decoded first and spans mapped back.
-//! Overlaps are resolved by type priority, then length, so output spans are sorted and
-//! disjoint.
+//! **How.** [`Redactor::detect`] decodes `\uXXXX`/`\"` escapes if present (`escapes`), runs
+//! one keyword pass (`gates`: Aho-Corasick, vectorised) and then the detectors, each gated on
+//! a cheap byte test so absent triggers cost nothing:
+//!
+//! | file | finds | how |
+//! |---|---|---|
+//! | `secrets` | API_KEY | vendor prefixes, PEM blocks, `key=value`, DSN/`curl -u`, Bearer/Basic |
+//! | `detectors` | EMAIL, IP_ADDRESS (v6), IBAN | around `@`/`%40`, `:` runs, letters+digits; mod-97 |
+//! | `numbers` | US_SSN, CREDIT_CARD, PHONE, IP_ADDRESS (v4) | numeric clusters + shape/Luhn/parse |
+//! | `dates` | DATE_OF_BIRTH | a date right after a birth word (`born`, `DOB`, ...) |
+//! | `address` | ADDRESS | house-number layouts (EN, DE/NL, FR, IT/ES/PT) |
+//! | `names` (+`name_tokens`, `name_words`) | PERSON | census dictionaries + context |
+//! | `sql` | (context) | `INSERT … (cols) VALUES` pairs values with column names |
+//! | `rules` | operator types | operator terms (Aho-Corasick) and regexes |
+//!
+//! `engine` resolves overlaps by type priority, then length, so output spans are sorted and
+//! disjoint; `replace` writes labels or pseudonyms; `json` and `jsonl` are the event and
+//! command-line front ends; `validate` holds the checksums.
 //!
 //! **Invariants.** A [`Redactor`] is built once, immutable, `Send + Sync`; all automata are
 //! compiled in [`Redactor::new`]. Detection never panics and never allocates per byte.

@@ -4,6 +4,7 @@
 //! Input: plain text. Output: `(start, end, Tok)` byte ranges in order. One pass over the
 //! bytes with an ASCII fast path; never panics (all slicing is at char boundaries).
 
+use super::engine::{has_upper_or_utf8, skip_chunks};
 use super::name_words::PARTICLES;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -61,6 +62,18 @@ pub(super) fn tokens(text: &str) -> Vec<(usize, usize, Tok)> {
     let mut i = 0;
     let mut prev_alnum = false;
     while i < b.len() {
+        // jump over chunks with no capital and no non-ASCII byte, unless a particle could
+        // follow the last token here
+        if out.last().is_none_or(|t: &(usize, usize, Tok)| t.1 + 1 < i) {
+            let j = skip_chunks(b, i, has_upper_or_utf8);
+            if j > i {
+                prev_alnum = b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_';
+                i = j;
+                if i >= b.len() {
+                    break;
+                }
+            }
+        }
         let c0 = b[i];
         if c0 < 0x80 {
             if c0.is_ascii_uppercase() && !prev_alnum {
@@ -70,20 +83,28 @@ pub(super) fn tokens(text: &str) -> Vec<(usize, usize, Tok)> {
                 prev_alnum = true;
                 continue;
             }
-            if c0.is_ascii_lowercase() && !prev_alnum && i > 0 && b[i - 1] == b' ' {
+            let after_token = out
+                .last()
+                .is_some_and(|t: &(usize, usize, Tok)| t.1 + 1 == i);
+            if c0.is_ascii_lowercase() && !prev_alnum && after_token && b[i - 1] == b' ' {
                 let e = word_end(text, i);
-                if PARTICLES.contains(&&text[i..e])
-                    && out
-                        .last()
-                        .is_some_and(|t: &(usize, usize, Tok)| t.1 + 1 == i)
-                {
+                if PARTICLES.contains(&&text[i..e]) {
                     out.push((i, e, Tok::Particle));
                 }
                 i = e.max(i + 1);
                 prev_alnum = true;
                 continue;
             }
-            prev_alnum = c0.is_ascii_alphanumeric() || c0 == b'_';
+            if c0.is_ascii_alphanumeric() || c0 == b'_' {
+                // rest of an ordinary word or number: nothing starts inside it
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                prev_alnum = true;
+                continue;
+            }
+            prev_alnum = false;
             i += 1;
             continue;
         }

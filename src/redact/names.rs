@@ -15,11 +15,11 @@
 
 use std::hash::BuildHasherDefault;
 
-use super::name_tokens::{contraction, ends_phrase, titled, tokens, Tok};
-use super::name_words::{Fnv, COMMON, FIRST_NAMES, SURNAMES, TECH, TRIGGERS};
+use super::name_tokens::{Tok, contraction, ends_phrase, titled, tokens};
+use super::name_words::{COMMON, FIRST_NAMES, Fnv, SURNAMES, TECH, TRIGGERS};
 
-use super::engine::{lower_before, Hit};
 use super::PiiType;
+use super::engine::{Hit, lower_before};
 
 const FIRST: u8 = 1;
 const LAST: u8 = 2;

@@ -10,9 +10,11 @@
 //! ids failing Luhn, versions and OIDs (IPv4 shape after a version word or inside a longer
 //! dotted run), timestamps, ISBNs and order numbers (no phone layout fits them).
 
-use super::engine::{is_word, lower_before, next_char, prev_char, GateHits, Hit};
-use super::validate::{card_brand_ok, ipv4_ok, luhn, ssn_ok};
 use super::PiiType;
+use super::engine::{
+    GateHits, Hit, has_digit, is_word, lower_before, next_char, prev_char, skip_chunks,
+};
+use super::validate::{card_brand_ok, ipv4_ok, luhn, ssn_ok};
 
 /// A run of digits joined by single separators, `[s, e)` in bytes.
 #[derive(Clone, Copy)]
@@ -28,7 +30,7 @@ pub(super) fn clusters(text: &str) -> Vec<Cluster> {
     let mut i = 0;
     while i < b.len() {
         if !b[i].is_ascii_digit() {
-            i += 1;
+            i = skip_chunks(b, i + 1, has_digit);
             continue;
         }
         let mut s = i;

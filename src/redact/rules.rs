@@ -8,7 +8,7 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
 
-use super::engine::{is_word, next_char, prev_char, Hit};
+use super::engine::{Hit, is_word, next_char, prev_char};
 use super::{PiiType, RedactError};
 
 /// Operator-supplied terms and patterns, each with the type it is reported as.

@@ -10,8 +10,8 @@
 
 use regex::Regex;
 
-use super::engine::{is_word, prev_char, GateHits, Hit};
 use super::PiiType;
+use super::engine::{GateHits, Hit, is_word, prev_char};
 
 fn re(p: &str) -> Regex {
     Regex::new(p).expect("built-in secret regex compiles")
@@ -170,7 +170,8 @@ impl Secrets {
             for m in self.bearer.find_iter(text) {
                 // `Bearer <token>` (16+ chars) or `Basic <base64 user:pass>`
                 let body = m.as_str();
-                let basic = body.as_bytes()[0].eq_ignore_ascii_case(&b'b') && body.as_bytes()[1].eq_ignore_ascii_case(&b'a');
+                let basic = body.as_bytes()[0].eq_ignore_ascii_case(&b'b')
+                    && body.as_bytes()[1].eq_ignore_ascii_case(&b'a');
                 let v = body[if basic { 5 } else { 6 }..].trim_start();
                 if mixed(v) && (v.len() >= 16 || basic) && !is_word(prev_char(text, m.start())) {
                     out.push(Hit::new(m.end() - v.len(), m.end(), PiiType::ApiKey));
@@ -180,10 +181,10 @@ impl Secrets {
         if gates.cookie {
             for m in self.cookie.find_iter(text) {
                 let body = m.as_str();
-                if let Some(eq) = body.find('=') {
-                    if mixed(&body[eq + 1..]) {
-                        out.push(Hit::new(m.start() + eq + 1, m.end(), PiiType::ApiKey));
-                    }
+                if let Some(eq) = body.find('=')
+                    && mixed(&body[eq + 1..])
+                {
+                    out.push(Hit::new(m.start() + eq + 1, m.end(), PiiType::ApiKey));
                 }
             }
         }
@@ -217,10 +218,10 @@ fn pem_end(text: &str, from: usize) -> usize {
     let rest = text.get(from..).unwrap_or("");
     let limit = rest.len().min(16 * 1024);
     let window = rest.get(..limit).unwrap_or(rest);
-    if let Some(p) = window.find("-----END ") {
-        if let Some(q) = window[p + 9..].find("-----") {
-            return from + p + 9 + q + 5;
-        }
+    if let Some(p) = window.find("-----END ")
+        && let Some(q) = window[p + 9..].find("-----")
+    {
+        return from + p + 9 + q + 5;
     }
     let run = window
         .bytes()

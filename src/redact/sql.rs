@@ -44,10 +44,10 @@ pub(super) fn insert_values(text: &str, mut on_value: impl FnMut(&str, usize, us
             loop {
                 skip_ws(b, &mut i);
                 let (s, e, next) = literal(b, i);
-                if let Some(name) = cols.get(col) {
-                    if e > s {
-                        on_value(name, s, e);
-                    }
+                if let Some(name) = cols.get(col)
+                    && e > s
+                {
+                    on_value(name, s, e);
                 }
                 i = next;
                 skip_ws(b, &mut i);

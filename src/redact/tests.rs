@@ -124,6 +124,26 @@ const POSITIVE: &[(&str, &str, PiiType)] = &[
         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         PiiType::ApiKey,
     ),
+    (
+        "Authorization: Basic dXNlcjpwYXNzd29yZDEyMw==",
+        "dXNlcjpwYXNzd29yZDEyMw==",
+        PiiType::ApiKey,
+    ),
+    (
+        "SECRET_KEY_BASE=9f8e7d6c5b4a3f2e1d0c",
+        "9f8e7d6c5b4a3f2e1d0c",
+        PiiType::ApiKey,
+    ),
+    (
+        "curl -u admin:Dragon_32? http://x",
+        "Dragon_32?",
+        PiiType::ApiKey,
+    ),
+    (
+        "call 1 (415) 555-2671 now",
+        "1 (415) 555-2671",
+        PiiType::Phone,
+    ),
     ("Hi Daniel, thanks", "Daniel", PiiType::Person),
     (
         "forward to Jessica Rosales and cc",
@@ -193,6 +213,9 @@ const NEGATIVE: &[&str] = &[
     "batch 7045166165547159 closed",
     "Hello, Here's the screenshot",
     "arena 0x7ff571d1da14d grew",
+    "{\"tokenizer\": \"cl100k_base\", \"max_tokens\": 4096, \"token_count\": 1200}",
+    "pip install requests==2.31.0.1 and Collecting urllib3==1.26.18.2",
+    "basic functionality works",
 ];
 
 #[test]
@@ -355,9 +378,11 @@ fn jsonl_emits_code_point_spans_and_errors() {
     assert_eq!(lines[0]["spans"], json!([[6, 19, "EMAIL"]]));
     assert_eq!(lines[0]["redacted"], "héllo [REDACTED:EMAIL]");
     assert_eq!(lines[1]["id"], serde_json::Value::Null);
-    assert!(lines[1]["error"]
-        .as_str()
-        .is_some_and(|e| e.starts_with("line 2:")));
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("line 2:"))
+    );
     assert_eq!(lines[2]["id"], 7);
 }
 

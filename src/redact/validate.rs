@@ -152,6 +152,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn swar_byte_tests_match_naive() {
+        use super::super::engine::{has_digit, has_upper_or_utf8};
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let bytes = seed.to_le_bytes();
+            assert_eq!(
+                has_digit(seed),
+                bytes.iter().any(u8::is_ascii_digit),
+                "{bytes:?}"
+            );
+            let up = bytes.iter().any(|b| b.is_ascii_uppercase() || *b >= 0x80);
+            assert_eq!(has_upper_or_utf8(seed), up, "{bytes:?}");
+        }
+        for s in [
+            *b"abcdefgh",
+            *b"0bcdefgh",
+            *b"abcdefg9",
+            *b"abcDefgh",
+            *b"@[/:`{\x7f ",
+        ] {
+            let x = u64::from_le_bytes(s);
+            assert_eq!(has_digit(x), s.iter().any(u8::is_ascii_digit));
+            assert_eq!(
+                has_upper_or_utf8(x),
+                s.iter().any(|b| b.is_ascii_uppercase() || *b >= 0x80)
+            );
+        }
+    }
+
+    #[test]
     fn luhn_table() {
         for (s, ok) in [
             ("4111111111111111", true),

@@ -95,6 +95,52 @@ impl Store {
         Ok(write_options(&self.location.path).connect().await?)
     }
 
+    /// Copies the WAL back into the database file in the background (PASSIVE: never blocks the
+    /// writer or readers): every 25 ms while the WAL holds more than ~1 MB, so the writer's own
+    /// catch-up pass (see `writer::bound_wal`) finds almost nothing left to copy.
+    pub fn spawn_checkpointer(&self) -> tokio::task::JoinHandle<()> {
+        let path = self.location.path.clone();
+        tokio::spawn(async move {
+            let mut conn = match base_options(&path)
+                .synchronous(SqliteSynchronous::Full)
+                .connect()
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the checkpoint connection; the WAL will grow until restart");
+                    return;
+                }
+            };
+            let wal = wal_path(&path);
+            let mut tick = tokio::time::interval(Duration::from_millis(25));
+            let mut last = std::time::Instant::now();
+            loop {
+                tick.tick().await;
+                let big = std::fs::metadata(&wal)
+                    .map(|m| m.len() > 1 << 20)
+                    .unwrap_or(false);
+                if !big && last.elapsed() < Duration::from_secs(1) {
+                    continue;
+                }
+                last = std::time::Instant::now();
+                match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut conn)
+                    .await
+                {
+                    Ok((busy, wal_pages, done)) => {
+                        tracing::debug!(busy, wal_pages, done, "WAL checkpoint")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+                }
+            }
+        })
+    }
+
+    pub fn wal_path(&self) -> PathBuf {
+        wal_path(&self.location.path)
+    }
+
     pub fn path(&self) -> &Path {
         &self.location.path
     }
@@ -103,6 +149,10 @@ impl Store {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.readers).await.is_ok()
     }
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", db.display()))
 }
 
 pub async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
@@ -126,6 +176,10 @@ fn write_options(path: &Path) -> SqliteConnectOptions {
     base_options(path)
         .create_if_missing(true)
         .synchronous(SqliteSynchronous::Full)
+        // Checkpoints run on their own connection (see `checkpointer`), not inside the
+        // writer's COMMIT where they would stall every waiting request.
+        .pragma("wal_autocheckpoint", "0")
+        .pragma("journal_size_limit", "67108864")
         .pragma("temp_store", "memory")
         .pragma("cache_size", "-65536")
 }

@@ -27,7 +27,8 @@ use super::schema::Events;
 use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
 use crate::rules::live::LiveRules;
-use crate::rules::{RuleOutcome, RunningTotals, SessionTotals, TraceTotals};
+use crate::rules::{RuleOutcome, RunningTotals, SessionTotals, TraceTotals, TraceView};
+use rayon::prelude::*;
 
 #[derive(Clone)]
 pub struct WriterConfig {
@@ -39,7 +40,12 @@ pub struct WriterConfig {
     pub checkpoint: CheckpointFile,
     /// The rule set in force; evaluated here, in log order, so totals are deterministic.
     pub rules: Arc<LiveRules>,
+    /// The database's `-wal` file, watched to keep it bounded.
+    pub wal_path: std::path::PathBuf,
 }
+
+/// WAL size past which the writer restarts the log.
+const WAL_RESTART_BYTES: u64 = 64 << 20;
 
 /// What one append request produced.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -222,6 +228,7 @@ impl Writer {
                     }
                     if self.last_checkpoint.elapsed() >= Duration::from_millis(250) {
                         self.write_checkpoint();
+                        self.bound_wal().await;
                     }
                 }
                 Err(err) => {
@@ -238,6 +245,37 @@ impl Writer {
         }
         self.write_checkpoint();
         tracing::info!(head_seq = self.head.seq, "writer flushed and stopped");
+    }
+
+    /// Under continuous writes the background checkpointer never catches up with the head, so
+    /// the WAL would never start over and would grow without bound. Past the limit the writer
+    /// finishes the checkpoint itself between commits (no new frames can appear meanwhile; the
+    /// background pass already copied almost all), so its next transaction restarts the WAL.
+    /// PASSIVE never sleeps in SQLite's busy handler: if the background pass holds the lock,
+    /// this simply tries again after a later commit.
+    async fn bound_wal(&mut self) {
+        let wal_len = std::fs::metadata(&self.cfg.wal_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if wal_len <= WAL_RESTART_BYTES {
+            return;
+        }
+        let started = Instant::now();
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut self.conn)
+            .await
+        {
+            Ok((busy, pages, done)) => {
+                tracing::debug!(
+                    busy,
+                    pages,
+                    done,
+                    ms = started.elapsed().as_millis() as u64,
+                    "WAL restarted"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed; will retry"),
+        }
     }
 
     fn write_checkpoint(&mut self) {
@@ -261,7 +299,10 @@ impl Writer {
         let mut violation_rows = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let rules = self.cfg.rules.current();
-        for req in batch {
+        // Pass 1, in log order: drop duplicates and compute each event's view of its trace and
+        // session totals (cheap, sequential — this is what makes evaluation deterministic).
+        let mut accepted: Vec<(usize, &PreparedEvent, TraceView)> = Vec::new();
+        for (i, req) in batch.iter().enumerate() {
             let mut outcome = AppendOutcome {
                 event_ids: Vec::with_capacity(req.events.len()),
                 ..Default::default()
@@ -281,48 +322,58 @@ impl Writer {
                     load_totals(&mut tx, &mut self.totals, ev).await?;
                     self.totals.observe(&ev.body)
                 };
-                let results = if rules.rules().is_empty() {
-                    Vec::new()
-                } else {
-                    rules.evaluate(&ev.body, &view)
-                };
-                head.seq += 1;
-                head.link = self.cfg.key.link(&head.link, head.seq, &ev.digest);
-                if let Some((trace_id, facts)) = &ev.facts {
-                    traces.add(
-                        &ev.project,
-                        trace_id.clone(),
-                        TraceSummaryRow {
-                            last_seq: head.seq,
-                            ..facts.clone()
-                        },
-                    );
-                }
-                let cause_seq = head.seq;
-                rows.push((Cow::Borrowed(ev), head.seq, head.link));
-                for result in &results {
-                    if let RuleOutcome::RuleError { rule_id, message } = result {
-                        metrics::counter!("audittrail_rule_errors_total", "rule" => rule_id.clone()).increment(1);
-                        tracing::warn!(rule = %rule_id, event_seq = cause_seq, error = %message, "rule failed on an event; recorded as rule_error");
-                        self.cfg.rules.record_rule_error(rule_id, message);
-                    } else {
-                        metrics::counter!("audittrail_violations_total", "rule" => result.rule_id().to_owned()).increment(1);
-                    }
-                    let record = PreparedEvent::outcome(OutcomeRecord {
-                        cause: ev,
-                        cause_seq,
-                        outcome: result,
-                    });
-                    head.seq += 1;
-                    head.link = self.cfg.key.link(&head.link, head.seq, &record.digest);
-                    if let Some(row) = violations::row_from_body(head.seq, &record.body) {
-                        outcome.violations.push(row.clone());
-                        violation_rows.push((record.project.clone(), row));
-                    }
-                    rows.push((Cow::Owned(record), head.seq, head.link));
-                }
+                accepted.push((i, ev, view));
             }
             outcomes.push(outcome);
+        }
+        // Pass 2: evaluate rules on all cores; each evaluation is a pure function of its inputs.
+        let results: Vec<Vec<RuleOutcome>> = if rules.rules().is_empty() {
+            vec![Vec::new(); accepted.len()]
+        } else {
+            accepted
+                .par_iter()
+                .map(|(_, ev, view)| rules.evaluate(&ev.body, view))
+                .collect()
+        };
+        // Pass 3, in log order: positions, links, outcome records.
+        for ((req_index, ev, _), results) in accepted.iter().zip(&results) {
+            let outcome = &mut outcomes[*req_index];
+            head.seq += 1;
+            head.link = self.cfg.key.link(&head.link, head.seq, &ev.digest);
+            if let Some((trace_id, facts)) = &ev.facts {
+                traces.add(
+                    &ev.project,
+                    trace_id.clone(),
+                    TraceSummaryRow {
+                        last_seq: head.seq,
+                        ..facts.clone()
+                    },
+                );
+            }
+            let cause_seq = head.seq;
+            rows.push((Cow::Borrowed(*ev), head.seq, head.link));
+            for result in results {
+                if let RuleOutcome::RuleError { rule_id, message } = result {
+                    metrics::counter!("audittrail_rule_errors_total", "rule" => rule_id.clone())
+                        .increment(1);
+                    tracing::warn!(rule = %rule_id, event_seq = cause_seq, error = %message, "rule failed on an event; recorded as rule_error");
+                    self.cfg.rules.record_rule_error(rule_id, message);
+                } else {
+                    metrics::counter!("audittrail_violations_total", "rule" => result.rule_id().to_owned()).increment(1);
+                }
+                let record = PreparedEvent::outcome(OutcomeRecord {
+                    cause: ev,
+                    cause_seq,
+                    outcome: result,
+                });
+                head.seq += 1;
+                head.link = self.cfg.key.link(&head.link, head.seq, &record.digest);
+                if let Some(row) = violations::row_from_body(head.seq, &record.body) {
+                    outcome.violations.push(row.clone());
+                    violation_rows.push((record.project.clone(), row));
+                }
+                rows.push((Cow::Owned(record), head.seq, head.link));
+            }
         }
         insert_records(&mut tx, &rows).await?;
         if !traces.is_empty() {
