@@ -33,6 +33,13 @@ pub enum Command {
     Verify,
     /// Rebuild the read models (trace summaries) from the event log. Stop the server first.
     Replay,
+    /// Redact text from stdin with the configured redactor (to try a configuration).
+    Redact {
+        /// Read `{"id","text"}` lines; write `{"id","spans":[[start,end,"TYPE"],…],"redacted"}`
+        /// per line (code-point offsets), flushed as each is ready.
+        #[arg(long)]
+        jsonl: bool,
+    },
     /// Load generator: post batches of realistic events and report events/s and latency.
     Bench(crate::loadgen::BenchArgs),
     /// Constitutional rules: check, test against fixtures, replay history (ablation).
@@ -133,6 +140,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules(cmd) => rules_command(&cli.config, cmd).await,
+        Command::Redact { jsonl } => {
+            let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
+            let redactor = crate::redact::setup::build_redactor(&cli.config, &resolved)
+                .map_err(server::ServeError::Config)?;
+            let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+            if jsonl {
+                crate::redact::jsonl::run(stdin.lock(), stdout.lock(), &redactor)?;
+            } else {
+                crate::redact::redact_text_cli(stdin.lock(), stdout.lock(), &redactor)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             let report = crate::loadgen::run(args).await?;
             println!("{report}");

@@ -90,6 +90,21 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_PII_REDACTION_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub pii_redaction_enabled: bool,
 
+    /// PII types NOT to redact, comma-separated (EMAIL, PHONE, US_SSN, CREDIT_CARD, IBAN,
+    /// IP_ADDRESS, API_KEY, PERSON, ADDRESS, DATE_OF_BIRTH).
+    #[arg(long, env = "AUDITTRAIL_PII_DISABLED_TYPES", value_delimiter = ',')]
+    pub pii_disabled_types: Vec<String>,
+
+    /// Replace PII with keyed pseudonyms (`[EMAIL:3f2a9c01d4e7]`: the same value always gets the
+    /// same token, keyed by the secret key) instead of `[REDACTED:EMAIL]`.
+    #[arg(long, env = "AUDITTRAIL_PII_PSEUDONYMS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub pii_pseudonyms: bool,
+
+    /// Operator terms and patterns to redact (format in the README). Default: `pii-terms.txt`
+    /// in the data directory or the rules directory, if present.
+    #[arg(long, env = "AUDITTRAIL_PII_TERMS_FILE")]
+    pub pii_terms_file: Option<PathBuf>,
+
     /// Days to keep events (used by retention sweeps).
     #[arg(long, env = "AUDITTRAIL_RETENTION_DAYS", default_value_t = 90)]
     pub retention_days: u32,

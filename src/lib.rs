@@ -26,13 +26,8 @@ pub mod event;
 pub mod ingest;
 pub mod loadgen;
 pub mod pipeline;
+pub mod redact;
 pub mod rules;
-pub mod redact {
-    //! Redaction stage (the detector itself lands in this module).
-    pub mod event;
-    pub mod stage;
-    pub use stage::RedactionStage;
-}
 pub mod server;
 pub mod store;
 pub mod web;

@@ -15,7 +15,6 @@ use tokio::sync::watch;
 use crate::config::{Config, DatabaseTarget, Resolved};
 use crate::event::Limits;
 use crate::pipeline::Pipeline;
-use crate::redact::RedactionStage;
 use crate::rules::{self, live::LiveRules};
 use crate::store::chain::ChainKey;
 use crate::store::checkpoint::CheckpointFile;
@@ -62,14 +61,8 @@ pub fn chain_key(resolved: &Resolved) -> ChainKey {
 pub async fn build(config: Config) -> Result<Service, ServeError> {
     let resolved = config.resolve().map_err(ServeError::Config)?;
     let store = open_store(&config, &resolved).await?;
-    let redaction = if config.pii_redaction_enabled {
-        RedactionStage::disabled()
-    } else {
-        tracing::warn!(
-            "PII REDACTION IS DISABLED (AUDITTRAIL_PII_REDACTION_ENABLED=false): personal data in traces will be stored as sent"
-        );
-        RedactionStage::disabled()
-    };
+    let redaction =
+        crate::redact::setup::build_stage(&config, &resolved).map_err(ServeError::Config)?;
     let rules_dir = config.rules_dir.clone();
     let rules = Arc::new(
         tokio::task::spawn_blocking(move || LiveRules::load(&rules_dir))

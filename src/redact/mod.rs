@@ -58,6 +58,7 @@ mod dates;
 mod detectors;
 mod engine;
 mod escapes;
+pub mod event;
 mod gates;
 mod json;
 pub mod jsonl;
@@ -68,13 +69,16 @@ mod numbers;
 mod replace;
 mod rules;
 mod secrets;
+pub mod setup;
 mod sql;
+pub mod stage;
 mod validate;
 
 use std::collections::BTreeMap;
 
 pub use self::engine::Redactor;
 pub use self::rules::CustomTerms;
+pub use self::stage::RedactionStage;
 
 /// Deepest JSON nesting (objects, arrays, embedded JSON strings) the stage will walk.
 pub const MAX_DEPTH: usize = 64;
