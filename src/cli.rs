@@ -42,9 +42,37 @@ pub enum Command {
     },
     /// Load generator: post batches of realistic events and report events/s and latency.
     Bench(crate::loadgen::BenchArgs),
+    /// API keys: create, list, rotate, revoke (for operators with shell access).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Constitutional rules: check, test against fixtures, replay history (ablation).
     #[command(subcommand)]
     Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Projects the key may touch, comma-separated (`*` for all).
+        #[arg(long, value_delimiter = ',', required = true)]
+        projects: Vec<String>,
+        /// Permissions, comma-separated (traces:write, traces:read, rules:read, reports:create,
+        /// reports:read, keys:admin, system:metrics, system:health, admin:all).
+        #[arg(long, value_delimiter = ',', required = true)]
+        permissions: Vec<String>,
+        /// Lifetime such as 90d, 12h or 30m (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Give a key a new secret; the old one stops working at once.
+    Rotate { id: String },
+    /// Revoke a key for good.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules(cmd) => rules_command(&cli.config, cmd).await,
+        Command::Keys(cmd) => keys_command(&cli.config, cmd).await,
         Command::Redact { jsonl } => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
             let redactor = crate::redact::setup::build_redactor(&cli.config, &resolved)
@@ -158,6 +187,79 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    use crate::auth::audit::{self, AuditEntry};
+    use crate::auth::keys::{self, KeySpec};
+    use crate::auth::permission::Permission;
+    let resolved = config.resolve().map_err(server::ServeError::Config)?;
+    let store = server::open_store(config, &resolved).await?;
+    let (operation, resource, output) = match cmd {
+        KeysCommand::Create {
+            name,
+            projects,
+            permissions,
+            expires_in,
+        } => {
+            let mut perms = Vec::new();
+            for p in &permissions {
+                perms.push(
+                    Permission::parse(p).ok_or_else(|| {
+                        anyhow::anyhow!("--permissions: unknown permission `{p}`")
+                    })?,
+                );
+            }
+            let expires_at = match expires_in {
+                Some(s) => Some(chrono::Utc::now() + keys::parse_expires_in(&s)?),
+                None => None,
+            };
+            let issued = keys::create(
+                &store,
+                &KeySpec {
+                    name,
+                    projects,
+                    permissions: perms,
+                    expires_at,
+                },
+            )
+            .await?;
+            let id = issued.record.id.clone();
+            (
+                "keys.create",
+                Some(id),
+                serde_json::to_string_pretty(&issued)?
+                    + "\nStore the key now: it is not shown again.",
+            )
+        }
+        KeysCommand::List => {
+            let list = keys::list(&store.readers).await?;
+            return {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                Ok(ExitCode::SUCCESS)
+            };
+        }
+        KeysCommand::Rotate { id } => {
+            let issued = keys::rotate(&store, &id).await?;
+            (
+                "keys.rotate",
+                Some(id),
+                serde_json::to_string_pretty(&issued)?
+                    + "\nThe old secret no longer works (running servers forget it within a minute at most; rotate through the API to make it immediate).",
+            )
+        }
+        KeysCommand::Revoke { id } => {
+            let rec = keys::revoke(&store, &id).await?;
+            ("keys.revoke", Some(id), serde_json::to_string_pretty(&rec)?)
+        }
+    };
+    let mut e = AuditEntry::new("key_management", operation, "success");
+    e.principal = Some("cli".into());
+    e.resource = resource;
+    let mut conn = store.write_connection().await?;
+    audit::insert(&mut conn, &[e]).await?;
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<ExitCode> {

@@ -113,6 +113,11 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_JSON_LOGS", default_value_t = false, action = clap::ArgAction::Set)]
     pub json_logs: bool,
 
+    /// Proxies (comma-separated IPs, e.g. nginx's) whose `X-Forwarded-For` is believed for the
+    /// client address in the audit log and rate limits. Empty: use the peer address.
+    #[arg(long, env = "AUDITTRAIL_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Largest request body accepted, in bytes (413 beyond).
     #[arg(long, env = "AUDITTRAIL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -161,12 +166,18 @@ impl Config {
     /// Checks everything and reports every problem at once.
     pub fn resolve(&self) -> Result<Resolved, Vec<String>> {
         let mut problems = Vec::new();
+        let production = self.environment == Environment::Production;
         let secret_key = match &self.secret_key_file {
-            Some(path) => read_secret_file("AUDITTRAIL_SECRET_KEY_FILE", path, &mut problems),
+            Some(path) => read_secret_file(
+                "AUDITTRAIL_SECRET_KEY_FILE",
+                path,
+                production,
+                &mut problems,
+            ),
             None => Some(self.secret_key.clone()),
         };
         let url = match &self.database_url_file {
-            Some(path) => read_secret_file("DATABASE_URL_FILE", path, &mut problems),
+            Some(path) => read_secret_file("DATABASE_URL_FILE", path, production, &mut problems),
             None => self.database_url.clone(),
         };
         let database = match resolve_database(url.as_ref().map(Secret::expose), &self.data_dir) {
@@ -217,7 +228,26 @@ impl Config {
     }
 }
 
-fn read_secret_file(var: &str, path: &Path, problems: &mut Vec<String>) -> Option<Secret> {
+fn read_secret_file(
+    var: &str,
+    path: &Path,
+    production: bool,
+    problems: &mut Vec<String>,
+) -> Option<Secret> {
+    #[cfg(unix)]
+    if production {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                problems.push(format!(
+                    "{var}: {} is readable by group or others (mode {:o}); restrict it to the owner (chmod 0400)",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ));
+                return None;
+            }
+        }
+    }
     match std::fs::read_to_string(path) {
         Ok(text) => Some(Secret(text.trim_end_matches(['\n', '\r']).to_owned())),
         Err(e) => {

@@ -20,6 +20,7 @@
 //! - [`loadgen`]: the load generator behind the README's figures.
 
 pub mod ablation;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod event;

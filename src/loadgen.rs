@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// Unmeasured warm-up seconds.
     #[arg(long, default_value_t = 3)]
     pub warmup: u64,
+    /// API key with traces:write. Without one, the bench bootstraps the owner key of a fresh
+    /// server (and prints it).
+    #[arg(long, env = "AUDITTRAIL_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug)]

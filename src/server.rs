@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::Authenticator;
+use crate::auth::audit::{AuditEntry, AuditSink};
 use crate::config::{Config, DatabaseTarget, Resolved};
 use crate::event::Limits;
 use crate::pipeline::Pipeline;
@@ -71,6 +73,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
     );
     let rules_watcher = rules::live::watch(rules.clone());
     let checkpointer = store.spawn_checkpointer();
+    let (audit_sink, audit_rx) = AuditSink::channel(4096);
     let (writer, writer_task) = writer::spawn(
         &store,
         WriterConfig {
@@ -81,6 +84,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             rules: rules.clone(),
             wal_path: store.wal_path(),
         },
+        audit_rx,
     )
     .await?;
     let pipeline = Pipeline {
@@ -88,6 +92,24 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         max_batch_events: config.max_batch_events,
         redaction,
     };
+    let auth = Arc::new(Authenticator::new(
+        store.readers.clone(),
+        audit_sink.clone(),
+        config.trusted_proxies.clone(),
+    ));
+    auth.spawn_change_watch();
+    let dir = rules.dir().display().to_string();
+    rules.on_reload(Box::new(move |ok, detail| {
+        let mut e = AuditEntry::new(
+            "configuration",
+            "rules.reload",
+            if ok { "success" } else { "failure" },
+        );
+        e.principal = Some("system".into());
+        e.resource = Some(dir.clone());
+        e.metadata = detail;
+        audit_sink.record(e);
+    }));
     let state = AppState {
         config: Arc::new(config),
         resolved: Arc::new(resolved),
@@ -95,6 +117,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         writer,
         pipeline: Arc::new(pipeline),
         rules,
+        auth,
         metrics: web::ops::metrics_handle(),
         started: Instant::now(),
     };

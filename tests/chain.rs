@@ -223,9 +223,9 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
             .unwrap()
     };
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
     let mut server = start(dir.path());
-    wait_ready(&client, &base).await;
+    wait_ready(&reqwest::Client::new(), &base).await;
+    let client = common::client_with_key(&common::bootstrap(&base).await);
 
     let stop_at = Instant::now() + Duration::from_millis(1500);
     let mut tasks = Vec::new();

@@ -64,7 +64,11 @@ fn find_leaks(haystack: &[u8], place: &str, leaks: &mut Vec<String>) {
 #[tokio::test]
 async fn seeded_pii_reaches_no_response_file_or_log_line() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let log_path = dir.path().join("server.log");
     let mut args = base_args(dir.path());
     args.remove(0);
@@ -79,25 +83,41 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.get(format!("{base}/api/v1/health")).send().await.is_ok() {
+        if reqwest::Client::new()
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let key = common::bootstrap(&base).await;
+    let client = common::client_with_key(&key);
 
     let mut responses: Vec<(String, Vec<u8>)> = Vec::new();
     let post = |body: String, path: &'static str| {
         let (client, base) = (client.clone(), base.clone());
         async move {
-            let r = client.post(format!("{base}{path}")).header("content-type", "application/json").body(body).send().await.unwrap();
+            let r = client
+                .post(format!("{base}{path}"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
         }
     };
 
     // Valid batches.
-    let (status, body) = post(json!({"events": [pii_event(0), pii_event(1)]}).to_string(), "/api/v1/traces").await;
+    let (status, body) = post(
+        json!({"events": [pii_event(0), pii_event(1)]}).to_string(),
+        "/api/v1/traces",
+    )
+    .await;
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     responses.push(("ingest".into(), body));
     let (status, body) = post(pii_event(2).to_string(), "/api/v1/evaluate").await;
@@ -112,21 +132,43 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
     bad["usage"] = json!({"input_tokens": "4111 1111 1111 1111"});
     let rejected = [
         json!({"events": [pii_event(4), bad]}).to_string(),
-        format!("{{\"events\": [{{\"trace_id\": \"Maria Gonzalez\", \"note\": \"1600 Pennsylvania Avenue\""),
+        format!(
+            "{{\"events\": [{{\"trace_id\": \"Maria Gonzalez\", \"note\": \"1600 Pennsylvania Avenue\""
+        ),
         format!("{{\"events\": \"DE89 3704 0044 0532 0130 00\"}}"),
     ];
     for body in rejected {
         let (status, resp) = post(body, "/api/v1/traces").await;
-        assert!((400..500).contains(&status), "rejected with a 4xx, got {status}");
+        assert!(
+            (400..500).contains(&status),
+            "rejected with a 4xx, got {status}"
+        );
         responses.push((format!("rejected ({status})"), resp));
     }
 
-    for path in ["/api/v1/traces", "/api/v1/traces/pii-trace", "/api/v1/violations", "/api/v1/rules", "/metrics"] {
+    for path in [
+        "/api/v1/traces",
+        "/api/v1/traces/pii-trace",
+        "/api/v1/violations",
+        "/api/v1/rules",
+        "/metrics",
+    ] {
         let r = client.get(format!("{base}{path}")).send().await.unwrap();
         responses.push((path.into(), r.bytes().await.unwrap().to_vec()));
     }
-    let trace: Value = serde_json::from_slice(&responses.iter().find(|(p, _)| p == "/api/v1/traces/pii-trace").unwrap().1).unwrap();
-    assert_eq!(trace["spans"].as_array().unwrap().len(), 2, "the valid events were stored");
+    let trace: Value = serde_json::from_slice(
+        &responses
+            .iter()
+            .find(|(p, _)| p == "/api/v1/traces/pii-trace")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(
+        trace["spans"].as_array().unwrap().len(),
+        2,
+        "the valid events were stored"
+    );
 
     // Read the files while the server still runs (WAL not yet checkpointed away), then stop it.
     let mut leaks = Vec::new();
@@ -135,29 +177,64 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
     }
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let p = entry.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with("audittrail.db") {
-            find_leaks(&std::fs::read(&p).unwrap(), &p.display().to_string(), &mut leaks);
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audittrail.db")
+        {
+            find_leaks(
+                &std::fs::read(&p).unwrap(),
+                &p.display().to_string(),
+                &mut leaks,
+            );
         }
     }
     terminate(&mut server);
     let mut log = Vec::new();
-    std::fs::File::open(&log_path).unwrap().read_to_end(&mut log).unwrap();
-    assert!(String::from_utf8_lossy(&log).contains("DEBUG"), "the log ran at debug level");
+    std::fs::File::open(&log_path)
+        .unwrap()
+        .read_to_end(&mut log)
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&log).contains("DEBUG"),
+        "the log ran at debug level"
+    );
     find_leaks(&log, "the server log", &mut leaks);
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let p = entry.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with("audittrail.db") {
-            find_leaks(&std::fs::read(&p).unwrap(), &p.display().to_string(), &mut leaks);
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audittrail.db")
+        {
+            find_leaks(
+                &std::fs::read(&p).unwrap(),
+                &p.display().to_string(),
+                &mut leaks,
+            );
         }
     }
+    find_leaks(&log, "the server log", &mut Vec::new());
+    assert!(
+        !String::from_utf8_lossy(&log).contains(key.split('_').nth(1).unwrap()),
+        "the key's secret never reaches the log"
+    );
     assert!(leaks.is_empty(), "PII leaked:\n{}", leaks.join("\n"));
-    assert!(trace["spans"][0]["redaction"]["input"]["US_SSN"].as_u64().unwrap_or(0) >= 1, "{trace}");
+    assert!(
+        trace["spans"][0]["redaction"]["input"]["US_SSN"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{trace}"
+    );
 
     assert!(Path::new(&log_path).exists());
 }
 
 /// SIGTERM, then wait: the graceful path flushes and checkpoints.
 fn terminate(child: &mut std::process::Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }

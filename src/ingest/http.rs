@@ -8,25 +8,32 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::body::{parse_json, read_limited};
+use crate::auth::Principal;
+use crate::auth::permission::Permission;
 use crate::pipeline::IngestError;
 use crate::store::AppendError;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 
-/// Until API keys exist every event belongs to this project.
+/// The project of keys scoped to every project (`*`) when the request names none.
 pub const DEFAULT_PROJECT: &str = "default";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/traces", post(post_traces))
 }
 
-async fn post_traces(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn post_traces(
+    State(state): State<AppState>,
+    principal: Principal,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let project = principal.authorize(Permission::TracesWrite, "traces.write")?;
     let bytes = read_limited(req.into_body(), state.config.max_body_bytes).await?;
     let body = parse_json(&bytes)?;
     drop(bytes);
     let outcome = state
         .pipeline
-        .ingest(&state.writer, DEFAULT_PROJECT, body, "http")
+        .ingest(&state.writer, &project, body, "http")
         .await
         .map_err(ingest_error)?;
     let accepted = outcome.event_ids.len();

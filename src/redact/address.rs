@@ -29,6 +29,62 @@ fn push(text: &str, s: usize, m: &str, out: &mut Vec<Hit>) {
     out.push(Hit::new(s, end, PiiType::Address));
 }
 
+/// French street words (the `french` regex's alternation).
+const FR_TYPES: &[&str] = &[
+    "rue",
+    "avenue",
+    "boulevard",
+    "bd",
+    "chemin",
+    "impasse",
+    "place",
+    "allée",
+    "quai",
+    "route",
+    "cours",
+    "passage",
+    "square",
+    "voie",
+    "rond-point",
+];
+
+/// Cheap necessary condition for the English layout after the number ending at `k`: an
+/// optional letter, a space, then a capitalised word (`[A-Z][a-z]+`) and a space.
+fn english_shape(b: &[u8], mut k: usize) -> bool {
+    if b.get(k).is_some_and(u8::is_ascii_alphabetic) {
+        k += 1;
+    }
+    if b.get(k) != Some(&b' ') || !b.get(k + 1).is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
+    let mut i = k + 2;
+    while b.get(i).is_some_and(u8::is_ascii_lowercase) {
+        i += 1;
+    }
+    i > k + 2 && b.get(i) == Some(&b' ')
+}
+
+/// Cheap necessary condition for the French layout after the number ending at `k`:
+/// `[ ?bis|ter][,] ` then a street word.
+fn french_shape(b: &[u8], mut k: usize) -> bool {
+    let rest = |k: usize| b.get(k..).unwrap_or(&[]);
+    if [&b" bis"[..], b" ter"]
+        .iter()
+        .any(|w| rest(k).starts_with(w))
+    {
+        k += 4;
+    } else if [&b"bis"[..], b"ter"].iter().any(|w| rest(k).starts_with(w)) {
+        k += 3;
+    }
+    if b.get(k) == Some(&b',') {
+        k += 1;
+    }
+    b.get(k) == Some(&b' ')
+        && FR_TYPES
+            .iter()
+            .any(|w| rest(k + 1).starts_with(w.as_bytes()))
+}
+
 pub(super) struct Addresses {
     english: Regex,
     germanic: Regex,
@@ -83,12 +139,12 @@ impl Addresses {
         let upper_next = after.first() == Some(&b' ')
             && after.get(1).is_some_and(u8::is_ascii_uppercase)
             || after.first().is_some_and(u8::is_ascii_alphabetic) && after.get(1) == Some(&b' ');
-        if upper_next {
+        if upper_next && english_shape(b, k) {
             self.anchored(&self.english, text, d, out);
         }
         let lower_next = after.first() == Some(&b',')
             || after.first() == Some(&b' ') && after.get(1).is_some_and(u8::is_ascii_lowercase);
-        if lower_next {
+        if lower_next && french_shape(b, k) {
             self.anchored(&self.french, text, d, out);
         }
         if d >= 3 && b[d - 1] == b' ' {
@@ -115,7 +171,12 @@ impl Addresses {
                 .any(|w| word.eq_ignore_ascii_case(w.as_bytes()));
             if unit_word {
                 self.anchored(&self.english, text, ws, out);
-            } else if GERMANIC.iter().any(|s| ends_ci(s)) {
+            } else if (word.first().is_some_and(u8::is_ascii_uppercase)
+                || [&b"\xC3\x84"[..], b"\xC3\x96", b"\xC3\x9C"]
+                    .iter()
+                    .any(|u| word.starts_with(u)))
+                && GERMANIC.iter().any(|s| ends_ci(s))
+            {
                 self.anchored(&self.germanic, text, ws, out);
             }
         }

@@ -9,7 +9,7 @@
 use regex::Regex;
 
 use super::PiiType;
-use super::engine::{Hit, is_word, lower_before, next_char, prev_char};
+use super::engine::{Hit, has, is_word, lower_before, next_char, prev_char, rfind};
 use super::validate::date_ok;
 
 pub(super) struct Dates {
@@ -37,7 +37,7 @@ const BIRTH_WORDS: &[&str] = &[
 
 /// Is this (lower-cased) JSON key a birth-date field?
 pub(super) fn is_dob_key(k: &str) -> bool {
-    k == "dob" || k.contains("birth") || k.ends_with("_dob") || k.starts_with("dob_")
+    k == "dob" || has(k, "birth") || k.ends_with("_dob") || k.starts_with("dob_")
 }
 
 impl Dates {
@@ -98,7 +98,7 @@ impl Dates {
 pub(super) fn birth_context(before: &str) -> bool {
     let pos = BIRTH_WORDS
         .iter()
-        .filter_map(|w| before.rfind(w).map(|p| p + w.len()))
+        .filter_map(|w| rfind(before, w).map(|p| p + w.len()))
         .max();
     pos.is_some_and(|p| !before[p..].bytes().any(|c| c.is_ascii_digit()))
 }

@@ -178,6 +178,11 @@ impl Redactor {
         Cow::Owned(self.apply(text, &found, counts))
     }
 
+    /// Label or pseudonym, as configured.
+    pub(super) fn replacement(&self) -> &Replacement {
+        &self.replacement
+    }
+
     /// Replace the given detections (sorted, disjoint byte spans of `text`).
     pub fn apply(&self, text: &str, found: &[Detection], counts: &mut TypeCounts) -> String {
         replace::apply(&self.replacement, text, found, counts)
@@ -194,11 +199,11 @@ fn field_hits(key: &str, text: &str, r: &Redactor, hits: &mut Vec<Hit>) {
         r.dates.scan_as_dob(text, hits);
     } else if names::is_person_key(&k) {
         r.names.scan_value(text, hits);
-    } else if k.contains("ssn") || k.contains("social_security") {
+    } else if has(&k, "ssn") || has(&k, "social_security") {
         detectors::bare_ssn(text, hits);
     } else if ["phone", "mobile", "cell", "tel", "fax", "msisdn"]
         .iter()
-        .any(|w| k.contains(w))
+        .any(|w| has(&k, w))
     {
         let t = text.trim();
         let digits = t.bytes().filter(u8::is_ascii_digit).count();
@@ -252,13 +257,61 @@ pub(super) fn next_char(text: &str, i: usize) -> Option<char> {
     text.get(i..).and_then(|s| s.chars().next())
 }
 
-/// Up to `n` bytes before `i`, widened to a char boundary, ASCII-lowercased.
-pub(super) fn lower_before(text: &str, i: usize, n: usize) -> String {
+/// `needle` occurs in `hay`: a plain scan, much cheaper than `str::contains` (which builds
+/// a Two-Way searcher per call) on the short keys and context windows the detectors test.
+pub(super) fn has(hay: &str, needle: &str) -> bool {
+    rfind(hay, needle).is_some()
+}
+
+/// Last byte offset of `needle` in `hay` (see [`has`]).
+pub(super) fn rfind(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let first = *n.first()?;
+    if n.len() > h.len() {
+        return None;
+    }
+    (0..=h.len() - n.len())
+        .rev()
+        .find(|&i| h[i] == first && &h[i..i + n.len()] == n)
+}
+
+/// Up to `n` (<= 60) bytes before `i`, widened to a char boundary, ASCII-lowercased; kept
+/// on the stack (this runs per candidate, so it must not allocate).
+pub(super) fn lower_before(text: &str, i: usize, n: usize) -> Lower {
+    let n = n.min(60);
     let mut s = i.saturating_sub(n);
     while s > 0 && !text.is_char_boundary(s) {
         s -= 1;
     }
-    text.get(s..i).unwrap_or("").to_ascii_lowercase()
+    let src = text.as_bytes().get(s..i).unwrap_or(&[]);
+    let mut out = Lower {
+        buf: [0; 64],
+        len: src.len().min(64),
+    };
+    for (d, c) in out.buf.iter_mut().zip(src) {
+        *d = c.to_ascii_lowercase();
+    }
+    out
+}
+
+/// Result of [`lower_before`]: a short lower-cased window, derefs to `str`.
+pub(super) struct Lower {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Lower {
+    pub(super) fn as_str(&self) -> &str {
+        // ASCII lower-casing of a slice cut at char boundaries keeps it valid UTF-8
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for Lower {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -272,6 +325,7 @@ pub(super) fn has_between(x: u64, m: u64, n: u64) -> bool {
 }
 
 /// Any ASCII digit in the 8 bytes of `x`.
+#[cfg(test)]
 pub(super) fn has_digit(x: u64) -> bool {
     has_between(x, 0x2F, 0x3A)
 }

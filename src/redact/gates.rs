@@ -25,6 +25,8 @@ pub(super) struct GateHits {
     pub(super) cookie: bool,
     pub(super) aws: bool,
     pub(super) dsn: bool,
+    /// curl-style credentials (` -u `, `--user`).
+    pub(super) curl: bool,
     /// An SQL `INSERT INTO` statement (column names give context to values).
     pub(super) sql_insert: bool,
 }
@@ -59,6 +61,8 @@ const GATE_WORDS: &[(&str, u8)] = &[
     ("aws", 5),
     ("://", 6),
     ("insert into", 7),
+    (" -u ", 8),
+    ("--user", 8),
 ];
 
 impl Gates {
@@ -102,6 +106,7 @@ impl Gates {
                 Some(5) => f.aws = true,
                 Some(6) => f.dsn = true,
                 Some(7) => f.sql_insert = true,
+                Some(8) => f.curl = true,
                 _ => {}
             }
         }

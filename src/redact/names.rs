@@ -19,7 +19,7 @@ use super::name_tokens::{Tok, contraction, ends_phrase, titled, tokens};
 use super::name_words::{COMMON, FIRST_NAMES, Fnv, SURNAMES, TECH, TRIGGERS};
 
 use super::PiiType;
-use super::engine::{Hit, lower_before};
+use super::engine::{Hit, has, lower_before};
 
 const FIRST: u8 = 1;
 const LAST: u8 = 2;
@@ -38,17 +38,17 @@ pub(super) fn is_person_key(k: &str) -> bool {
     let k = k.trim_matches('"');
     k == "name"
         || k.ends_with("_name")
-            && !k.contains("user")
-            && !k.contains("file")
-            && !k.contains("host")
-            && !k.contains("service")
-            && !k.contains("model")
-            && !k.contains("tool")
-            && !k.contains("bucket")
-            && !k.contains("table")
-            && !k.contains("app")
-            && !k.contains("company")
-            && !k.contains("org")
+            && !has(k, "user")
+            && !has(k, "file")
+            && !has(k, "host")
+            && !has(k, "service")
+            && !has(k, "model")
+            && !has(k, "tool")
+            && !has(k, "bucket")
+            && !has(k, "table")
+            && !has(k, "app")
+            && !has(k, "company")
+            && !has(k, "org")
         || [
             "fullname",
             "holder",

@@ -11,9 +11,7 @@
 //! dotted run), timestamps, ISBNs and order numbers (no phone layout fits them).
 
 use super::PiiType;
-use super::engine::{
-    GateHits, Hit, has_digit, is_word, lower_before, next_char, prev_char, skip_chunks,
-};
+use super::engine::{GateHits, Hit, has, is_word, lower_before, next_char, prev_char, rfind};
 use super::validate::{card_brand_ok, ipv4_ok, luhn, ssn_ok};
 
 /// A run of digits joined by single separators, `[s, e)` in bytes.
@@ -30,7 +28,11 @@ pub(super) fn clusters(text: &str) -> Vec<Cluster> {
     let mut i = 0;
     while i < b.len() {
         if !b[i].is_ascii_digit() {
-            i = skip_chunks(b, i + 1, has_digit);
+            // tight scan to the next digit (text is digit-dense: SWAR skipping rarely pays)
+            i += 1;
+            while i < b.len() && !b[i].is_ascii_digit() {
+                i += 1;
+            }
             continue;
         }
         let mut s = i;
@@ -184,7 +186,7 @@ pub(super) fn classify(text: &str, c: Cluster, gates: &GateHits, out: &mut Vec<H
         && token_bounded(text, digits_start, c.e)
     {
         let w = lower_before(text, digits_start, 24);
-        let near = w.rfind("ssn").or_else(|| w.rfind("social security"));
+        let near = rfind(&w, "ssn").or_else(|| rfind(&w, "social security"));
         if near.is_some_and(|p| !w[p..].bytes().any(|x| x.is_ascii_digit())) {
             out.push(Hit::new(digits_start, c.e, PiiType::UsSsn));
         }
@@ -300,7 +302,7 @@ fn phone_shape_ok(c: &str, g: &[usize], d: &[u8], text: &str, start: usize) -> b
             "phone", "tel", "cell", "mobile", "call", "sms", "whatsapp", "fax", "number",
         ]
         .iter()
-        .any(|k| w.contains(k));
+        .any(|k| super::engine::has(&w, k));
     }
     false
 }
@@ -309,10 +311,9 @@ fn phone_shape_ok(c: &str, g: &[usize], d: &[u8], text: &str, start: usize) -> b
 /// `image:1.2.3.4` tags, `rolled out svc 1.2.3.4`. An address word nearby (`ip`, `from`,
 /// `host`, `addr`, ...) wins.
 fn looks_like_version(text: &str, s: usize) -> bool {
-    let mut w = lower_before(text, s, 32);
-    if let Some(nl) = w.rfind('\n') {
-        w.drain(..=nl); // context is the current line only
-    }
+    let full = lower_before(text, s, 32);
+    // context is the current line only
+    let w: &str = full.rfind('\n').map_or(&full, |nl| &full[nl + 1..]);
     let wb = w.as_bytes();
     // "ip" as a word or key part: client_ip, "ip":, ip=, IP:
     let ip_word = w.match_indices("ip").any(|(i, _)| {
@@ -342,7 +343,7 @@ fn looks_like_version(text: &str, s: usize) -> bool {
         "proxy",
         "origin",
     ];
-    if ip_word || ADDR.iter().any(|k| w.contains(k)) {
+    if ip_word || ADDR.iter().any(|k| has(w, k)) {
         return false;
     }
     let p = prev_char(text, s);
@@ -382,5 +383,5 @@ fn looks_like_version(text: &str, s: usize) -> bool {
         "npm",
         "dependencies",
     ];
-    VER.iter().any(|k| w.contains(k))
+    VER.iter().any(|k| has(w, k))
 }

@@ -32,7 +32,7 @@ pub(super) fn apply(
     out
 }
 
-fn push_token(rep: &Replacement, kind: PiiType, value: &str, out: &mut String) {
+pub(super) fn push_token(rep: &Replacement, kind: PiiType, value: &str, out: &mut String) {
     match rep {
         Replacement::Label => {
             out.push_str("[REDACTED:");

@@ -11,7 +11,7 @@
 use regex::Regex;
 
 use super::PiiType;
-use super::engine::{GateHits, Hit, is_word, prev_char};
+use super::engine::{GateHits, Hit, has, is_word, prev_char};
 
 fn re(p: &str) -> Regex {
     Regex::new(p).expect("built-in secret regex compiles")
@@ -20,10 +20,9 @@ fn re(p: &str) -> Regex {
 pub(super) struct Secrets {
     prefixed: Regex,
     assignment: Regex,
-    dsn: Regex,
+    curl: Regex,
     bearer: Regex,
     cookie: Regex,
-    aws_secret: Regex,
 }
 
 /// Is this (lower-cased) key name one whose value is a credential?
@@ -41,13 +40,13 @@ pub(super) fn is_secret_key(k: &str) -> bool {
         "expiry", "expires", "expires_in", "version", "enabled", "tokens", "limit", "usage",
         "header", "field", "hint", "policy", "prefix", "format", "method", "endpoint", "mode",
     ];
-    let secretish = SECRET.iter().any(|w| k.contains(w))
+    let secretish = SECRET.iter().any(|w| has(k, w))
         || ["pwd", "pass"].contains(&k)
         || k.ends_with("_pwd")
         || k.ends_with("-pwd");
     let meta = META.iter().any(|m| k.ends_with(m))
-        || k.contains("max_")
-        || k.contains("tokeniz")
+        || has(k, "max_")
+        || has(k, "tokeniz")
         || k.starts_with("num_");
     secretish && !meta
 }
@@ -97,12 +96,9 @@ impl Secrets {
             assignment: re(
                 r#"(?i)(?:pass|pwd|secret|token|key|credential)[A-Za-z0-9_\-]*["']?[ \t]*(?:=>|=|:)[ \t]*["']?[^\s"'&,;<>]+"#,
             ),
-            dsn: re(
-                r#"://[^\s:/@"'<>]{1,64}:[^\s/"'<>]{1,128}@|(?:\s-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:[^\s'"]{1,128}"#,
-            ),
+            curl: re(r#"(?:\s-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:[^\s'"]{1,128}"#),
             bearer: re(r"(?i)(?:bearer|basic)[ \t]+[A-Za-z0-9._~+/\-]{8,}=*"),
             cookie: re(r#"(?i)cookie:[ \t]*[A-Za-z0-9_\-]+=[^\s;"]{16,}"#),
-            aws_secret: re(r"[A-Za-z0-9/+]{40}"),
         }
     }
 
@@ -149,17 +145,15 @@ impl Secrets {
                 }
             }
         }
-        if gates.dsn || text.contains(" -u ") || text.contains("--user") {
-            for m in self.dsn.find_iter(text) {
+        if gates.dsn {
+            url_passwords(text, out);
+        }
+        if gates.curl {
+            for m in self.curl.find_iter(text) {
+                // curl `-u user:PASS`
                 let body = m.as_str();
-                // `scheme://user:PASS@` or curl `-u user:PASS`
-                let (skip, trail) = if body.starts_with("://") {
-                    (3, 1)
-                } else {
-                    (4, 0)
-                };
-                if let Some(c) = body.get(skip..).and_then(|r| r.find(':')) {
-                    let (vs, ve) = (m.start() + skip + c + 1, m.end() - trail);
+                if let Some(c) = body.get(4..).and_then(|r| r.find(':')) {
+                    let (vs, ve) = (m.start() + 4 + c + 1, m.end());
                     if ve > vs {
                         out.push(Hit::new(vs, ve, PiiType::ApiKey));
                     }
@@ -189,20 +183,89 @@ impl Secrets {
             }
         }
         if gates.aws {
-            for m in self.aws_secret.find_iter(text) {
-                let edge = |c: Option<char>| is_word(c) || matches!(c, Some('/' | '+' | '='));
-                let v = m.as_str();
-                let hexish = v.bytes().all(|c| c.is_ascii_hexdigit());
-                if !edge(prev_char(text, m.start()))
-                    && !edge(text.get(m.end()..).and_then(|r| r.chars().next()))
-                    && mixed(v)
-                    && !hexish
-                    && v.bytes().any(|c| c.is_ascii_uppercase())
-                    && v.bytes().any(|c| c.is_ascii_lowercase())
-                {
-                    out.push(Hit::new(m.start(), m.end(), PiiType::ApiKey));
-                }
+            aws_secrets(text, out);
+        }
+    }
+}
+
+/// `scheme://user:PASS@`: the password of a URL with credentials (the whole
+/// `[^\s/"'<>]{1,128}` run up to the last `@` in reach, as a greedy regex would take).
+fn url_passwords(text: &str, out: &mut Vec<Hit>) {
+    let b = text.as_bytes();
+    let user_ok = |c: u8| !(c.is_ascii_whitespace() || b":/@\"'<>".contains(&c));
+    let pass_ok = |c: u8| !(c.is_ascii_whitespace() || b"/\"'<>".contains(&c));
+    let mut from = 0;
+    while let Some(p) = find_from(b, from, b"://") {
+        let us = p + 3;
+        from = us;
+        let mut i = us;
+        while i < b.len() && i - us < 65 && user_ok(b[i]) {
+            i += 1;
+        }
+        if i == us || i - us > 64 || b.get(i) != Some(&b':') {
+            continue;
+        }
+        let ps = i + 1;
+        let mut k = ps;
+        let mut last_at = None;
+        while k < b.len() && k - ps <= 128 && pass_ok(b[k]) {
+            if b[k] == b'@' && k > ps {
+                last_at = Some(k);
             }
+            k += 1;
+        }
+        if let Some(at) = last_at {
+            out.push(Hit::new(ps, at, PiiType::ApiKey));
+            from = at + 1;
+        }
+    }
+}
+
+/// First index >= `from` where `needle` starts.
+fn find_from(h: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut i = from;
+    while i + needle.len() <= h.len() {
+        let p = h[i..h.len() + 1 - needle.len()]
+            .iter()
+            .position(|&c| c == first)?;
+        let at = i + p;
+        if &h[at..at + needle.len()] == needle {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// AWS secret access keys: a run of exactly 40 `[A-Za-z0-9/+]` chars, standing alone, mixing
+/// upper case, lower case and digits, not hex.
+fn aws_secrets(text: &str, out: &mut Vec<Hit>) {
+    let b = text.as_bytes();
+    let class = |c: u8| c.is_ascii_alphanumeric() || c == b'/' || c == b'+';
+    let edge = |c: Option<char>| is_word(c) || matches!(c, Some('/' | '+' | '='));
+    let mut i = 0;
+    while i < b.len() {
+        if !class(b[i]) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < b.len() && class(b[i]) {
+            i += 1;
+        }
+        if i - s != 40 {
+            continue;
+        }
+        let v = &b[s..i];
+        if !edge(prev_char(text, s))
+            && !edge(text.get(i..).and_then(|r| r.chars().next()))
+            && v.iter().any(u8::is_ascii_digit)
+            && !v.iter().all(u8::is_ascii_hexdigit)
+            && v.iter().any(u8::is_ascii_uppercase)
+            && v.iter().any(u8::is_ascii_lowercase)
+        {
+            out.push(Hit::new(s, i, PiiType::ApiKey));
         }
     }
 }

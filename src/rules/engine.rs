@@ -12,6 +12,9 @@
 //!   keywords are disabled so scripts using them fail to compile. `print`/`debug` do nothing.
 //! - Every evaluation is bounded: operations, call depth, expression depth, string, array and
 //!   map sizes, and a wall-clock deadline ([`EVAL_DEADLINE`]) checked from `on_progress`.
+//! - A few generic helpers are native (see [`register_helpers`]): they only read their
+//!   arguments (except `append_strings`, which appends to the script's own array), never
+//!   touch the event, and are bounded by the sandbox's array and string limits.
 //! - Values handed to scripts are read-only *and* shared (read-only first, then shared): a
 //!   clone is an `Arc` bump, and any attempt to assign to or mutate them is a runtime error,
 //!   so no rule can change what a later rule sees.
@@ -103,6 +106,7 @@ pub(super) fn sandboxed_engine() -> Engine {
     ] {
         engine.register_global_module(package);
     }
+    register_helpers(&mut engine);
     engine.disable_symbol("eval");
     engine.disable_symbol("import");
     engine.on_print(|_| {});
@@ -137,6 +141,95 @@ pub(super) fn sandboxed_engine() -> Engine {
         Ok(CONSTANTS.with(|c| c.borrow().as_ref().and_then(|m| m.get(name).cloned())))
     });
     engine
+}
+
+/// Generic helpers that rules would otherwise write as script loops (a script function call
+/// costs about a microsecond; these are native and take their arguments by reference):
+/// - `is_number(x)`, `is_string(x)`, `is_map(x)`, `is_array(x)`: `type_of(x)` tests without
+///   building the type name;
+/// - `text.contains_any(words)`: whether any string in `words` occurs in `text`;
+/// - `list.append_strings(value, max_len, max_depth)`: appends every string inside `value`
+///   (`value` itself at depth 0, map values and array items one level deeper, nothing deeper
+///   than `max_depth`) in map-key order, stopping once `list` holds `max_len` items;
+/// - `text_of(value, max_depth)`: a string as is; a map's values or an array's items (up to
+///   `max_depth` levels down) as their text, each followed by a newline; anything else `""`.
+fn register_helpers(engine: &mut Engine) {
+    engine.register_fn("is_number", |x: Dynamic| x.is_int() || x.is_float());
+    engine.register_fn("is_string", |x: Dynamic| x.is_string());
+    engine.register_fn("is_map", |x: Dynamic| x.is_map());
+    engine.register_fn("is_array", |x: Dynamic| x.is_array());
+    engine.register_fn("contains_any", |text: &str, words: Array| {
+        words.iter().any(|w| {
+            w.read_lock::<ImmutableString>()
+                .is_some_and(|w| text.contains(w.as_str()))
+        })
+    });
+    engine.register_fn(
+        "append_strings",
+        |list: &mut Array, value: Dynamic, max_len: i64, max_depth: i64| {
+            let max_len = usize::try_from(max_len).unwrap_or(0).min(MAX_ARRAY_SIZE);
+            append_strings(list, &value, 0, max_depth, max_len);
+        },
+    );
+    engine.register_fn(
+        "text_of",
+        |value: Dynamic, max_depth: i64| -> Result<ImmutableString, Box<rhai::EvalAltResult>> {
+            if let Some(s) = value.read_lock::<ImmutableString>() {
+                return Ok(s.clone());
+            }
+            let mut out = String::new();
+            text_of(&value, 0, max_depth, &mut out)?;
+            Ok(out.into())
+        },
+    );
+}
+
+fn append_strings(list: &mut Array, value: &Dynamic, depth: i64, max_depth: i64, max_len: usize) {
+    if list.len() >= max_len || depth > max_depth {
+        return;
+    }
+    if value.is_string() {
+        list.push(value.clone());
+    } else if let Some(map) = value.read_lock::<Map>() {
+        for v in map.values() {
+            append_strings(list, v, depth + 1, max_depth, max_len);
+        }
+    } else if let Some(items) = value.read_lock::<Array>() {
+        for v in items.iter() {
+            append_strings(list, v, depth + 1, max_depth, max_len);
+        }
+    }
+}
+
+fn text_of(
+    value: &Dynamic,
+    depth: i64,
+    max_depth: i64,
+    out: &mut String,
+) -> Result<(), Box<rhai::EvalAltResult>> {
+    if let Some(s) = value.read_lock::<ImmutableString>() {
+        out.push_str(&s);
+    } else if depth <= max_depth {
+        if let Some(map) = value.read_lock::<Map>() {
+            for v in map.values() {
+                text_of(v, depth + 1, max_depth, out)?;
+                out.push('\n');
+            }
+        } else if let Some(items) = value.read_lock::<Array>() {
+            for v in items.iter() {
+                text_of(v, depth + 1, max_depth, out)?;
+                out.push('\n');
+            }
+        }
+    }
+    if out.len() > MAX_STRING_SIZE {
+        return Err(rhai::EvalAltResult::ErrorDataTooLarge(
+            "Length of string".into(),
+            rhai::Position::NONE,
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Converts JSON into a read-only, shared Rhai value (see the module invariants).

@@ -8,12 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::{RuleLoadError, RuleSet};
+
+/// Called after every reload with (success, details), e.g. to audit it.
+pub type ReloadHook = Box<dyn Fn(bool, serde_json::Value) + Send + Sync>;
 
 /// A load problem as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -42,6 +45,8 @@ pub struct LiveRules {
     problems: RwLock<Vec<LoadProblem>>,
     /// Last runtime error per rule (script error or limit), since start.
     last_errors: Mutex<BTreeMap<String, String>>,
+    /// Told about every reload once the server attached it (the audit log).
+    on_reload: OnceLock<ReloadHook>,
 }
 
 impl LiveRules {
@@ -53,6 +58,7 @@ impl LiveRules {
             current: RwLock::new(Arc::new(empty())),
             problems: RwLock::new(Vec::new()),
             last_errors: Mutex::new(BTreeMap::new()),
+            on_reload: OnceLock::new(),
         };
         live.reload();
         live
@@ -65,6 +71,22 @@ impl LiveRules {
             current: RwLock::new(Arc::new(set)),
             problems: RwLock::new(Vec::new()),
             last_errors: Mutex::new(BTreeMap::new()),
+            on_reload: OnceLock::new(),
+        }
+    }
+
+    /// Reports every later reload (success or failure) to `hook`.
+    pub fn on_reload(&self, hook: ReloadHook) {
+        let _ = self.on_reload.set(hook);
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn audit_reload(&self, ok: bool, detail: serde_json::Value) {
+        if let Some(hook) = self.on_reload.get() {
+            hook(ok, detail);
         }
     }
 
@@ -108,6 +130,7 @@ impl LiveRules {
                     .unwrap_or_else(|p| p.into_inner())
                     .clear();
                 metrics::gauge!("audittrail_rules_loaded").set(ids.len() as f64);
+                self.audit_reload(true, serde_json::json!({ "rules": ids }));
                 true
             }
             Err(errors) => {

@@ -26,6 +26,8 @@ use super::record::{OutcomeRecord, PreparedEvent};
 use super::schema::Events;
 use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
+use crate::auth::audit::{self, AuditEntry};
+use crate::event::format_time;
 use crate::rules::live::LiveRules;
 use crate::rules::{RuleOutcome, RunningTotals, SessionTotals, TraceTotals, TraceView};
 use rayon::prelude::*;
@@ -95,6 +97,7 @@ impl WriterStatus {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<AppendRequest>,
+    probe: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
     pub status: Arc<WriterStatus>,
 }
 
@@ -116,6 +119,15 @@ impl WriterHandle {
         rx.await.map_err(|_| AppendError::Closed)?
     }
 
+    /// A real write and read-back through the writer (deep health check).
+    pub async fn probe(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.probe
+            .try_send(tx)
+            .map_err(|_| "the writer is busy or stopped".to_owned())?;
+        rx.await.map_err(|_| "the writer stopped".to_owned())?
+    }
+
     /// Whether the queue still has room (for health reporting).
     pub fn queue_free(&self) -> usize {
         self.tx.capacity()
@@ -130,6 +142,8 @@ struct Head {
 
 struct Writer {
     conn: SqliteConnection,
+    /// Audit entries drained for the current transaction.
+    pending_audit: Vec<AuditEntry>,
     totals: RunningTotals,
     head: Head,
     cfg: WriterConfig,
@@ -141,6 +155,7 @@ struct Writer {
 pub async fn spawn(
     store: &Store,
     cfg: WriterConfig,
+    audit_rx: mpsc::Receiver<AuditEntry>,
 ) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
     let mut conn = store.write_connection().await?;
     let head = load_head(&mut conn).await?;
@@ -160,14 +175,16 @@ pub async fn spawn(
     let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
     let writer = Writer {
         conn,
+        pending_audit: Vec::new(),
         totals: RunningTotals::default(),
         head,
         cfg,
         status: status.clone(),
         last_checkpoint: Instant::now(),
     };
-    let task = tokio::spawn(writer.run(rx));
-    Ok((WriterHandle { tx, status }, task))
+    let (probe, probe_rx) = mpsc::channel(4);
+    let task = tokio::spawn(writer.run(rx, audit_rx, probe_rx));
+    Ok((WriterHandle { tx, probe, status }, task))
 }
 
 async fn load_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
@@ -200,8 +217,44 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>) {
-        while let Some(first) = rx.recv().await {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<AppendRequest>,
+        mut audit: mpsc::Receiver<AuditEntry>,
+        mut probes: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
+    ) {
+        let mut audit_open = true;
+        loop {
+            let first = tokio::select! {
+                biased;
+                req = rx.recv() => match req {
+                    Some(req) => req,
+                    None => break,
+                },
+                Some(reply) = probes.recv() => {
+                    let _ = reply.send(self.probe().await.map_err(|e| e.to_string()));
+                    continue;
+                }
+                entry = audit.recv(), if audit_open => {
+                    match entry {
+                        Some(entry) => {
+                            let mut entries = vec![entry];
+                            while let Ok(e) = audit.try_recv() {
+                                entries.push(e);
+                            }
+                            if let Err(err) = self.write_audit(&entries).await {
+                                tracing::error!(error = %err, lost = entries.len(), "could not store audit entries (they are in the log stream)");
+                            }
+                        }
+                        None => audit_open = false,
+                    }
+                    continue;
+                }
+            };
+            self.pending_audit.clear();
+            while let Ok(e) = audit.try_recv() {
+                self.pending_audit.push(e);
+            }
             let mut events = first.events.len();
             let mut batch = vec![first];
             while events < self.cfg.max_batch_events {
@@ -276,6 +329,34 @@ impl Writer {
             }
             Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed; will retry"),
         }
+    }
+
+    async fn write_audit(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let mut tx = self.conn.begin().await?;
+        audit::insert(&mut tx, entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes and reads back the probe row: proves the store accepts writes right now.
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        let now = format_time(&chrono::Utc::now());
+        let mut tx = self.conn.begin().await?;
+        sqlx::query("INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let back: String = sqlx::query_scalar("SELECT at FROM health_probe WHERE id = 1")
+            .fetch_one(&mut self.conn)
+            .await?;
+        if back != now {
+            return Err(StoreError::Corrupt {
+                seq: 0,
+                reason: "health probe read back a different value".into(),
+            });
+        }
+        Ok(())
     }
 
     fn write_checkpoint(&mut self) {
@@ -382,6 +463,8 @@ impl Writer {
         if !violation_rows.is_empty() {
             violations::insert(&mut tx, &violation_rows).await?;
         }
+        // Audit entries that queued up ride along in the same transaction.
+        audit::insert(&mut tx, &self.pending_audit).await?;
         tx.commit().await?;
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
+    /// Adds `WWW-Authenticate: Bearer` (401 responses).
+    pub www_authenticate: bool,
     /// Operator-facing cause of a 5xx; logged, never sent.
     pub internal: Option<String>,
 }
@@ -33,6 +35,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after_secs: None,
+            www_authenticate: false,
             internal: None,
         }
     }
@@ -106,6 +109,12 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.www_authenticate {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"audittrail\""),
+            );
         }
         if let Some(cause) = self.internal {
             resp.extensions_mut().insert(InternalCause(cause));

@@ -3,7 +3,9 @@
 //! Each resource has its own `router()`; [`app`] merges them and adds the layers: request ids,
 //! timeouts, security headers, CORS, the latency histogram and the one place errors are logged.
 
+pub mod audit;
 pub mod error;
+pub mod keys;
 pub mod ops;
 pub mod rules;
 pub mod traces;
@@ -22,6 +24,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::Authenticator;
 use crate::config::{Config, Resolved};
 use crate::pipeline::Pipeline;
 use crate::rules::live::LiveRules;
@@ -37,6 +40,7 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub pipeline: Arc<Pipeline>,
     pub rules: Arc<LiveRules>,
+    pub auth: Arc<Authenticator>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
 }
@@ -51,6 +55,8 @@ pub fn app(state: AppState) -> Router {
         .merge(traces::router())
         .merge(ops::router())
         .merge(rules::router())
+        .merge(keys::router())
+        .merge(audit::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TimeoutLayer::with_status_code(

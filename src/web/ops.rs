@@ -16,6 +16,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use super::AppState;
+use super::error::ApiError;
+use crate::auth::Principal;
+use crate::auth::permission::Permission;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -107,8 +110,14 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Everything behind the status: the store (a real write through the writer and a read back),
 /// the rules with every load problem, redaction and the writer queue.
-async fn health_deep(State(state): State<AppState>) -> impl IntoResponse {
-    let facts = HealthFacts::gather(&state).await;
+async fn health_deep(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.authorize(Permission::SystemHealth, "health.deep")?;
+    let mut facts = HealthFacts::gather(&state).await;
+    let probe = state.writer.probe().await;
+    facts.writer_healthy &= probe.is_ok();
     let status = facts.status();
     let code = if status == "error" {
         StatusCode::SERVICE_UNAVAILABLE
@@ -116,7 +125,7 @@ async fn health_deep(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::OK
     };
     let rules = state.rules.current();
-    (
+    Ok((
         code,
         Json(json!({
             "status": status,
@@ -124,6 +133,7 @@ async fn health_deep(State(state): State<AppState>) -> impl IntoResponse {
             "store": {
                 "readable": facts.db_readable,
                 "writable": facts.writer_healthy,
+                "write_probe": probe.err().unwrap_or_else(|| "ok".into()),
                 "path": state.store.path().display().to_string(),
                 "head_seq": state.writer.status.head_seq(),
                 "queue_free": state.writer.queue_free(),
@@ -135,7 +145,7 @@ async fn health_deep(State(state): State<AppState>) -> impl IntoResponse {
             },
             "redaction": { "enabled": facts.redaction_enabled },
         })),
-    )
+    ))
 }
 
 async fn instance(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -147,10 +157,14 @@ async fn instance(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+async fn prometheus(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.authorize(Permission::SystemMetrics, "metrics")?;
     state.metrics.run_upkeep();
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }

@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::auth::Principal;
+use crate::auth::permission::Permission;
 use crate::event::FieldError;
 use crate::ingest::body::{parse_json, read_limited};
-use crate::ingest::http::{DEFAULT_PROJECT, ingest_error};
+use crate::ingest::http::ingest_error;
 use crate::rules::{Decision, RuleOutcome, Severity, decision};
 use crate::store::violations::{self, ViolationFilter, ViolationRow};
 
@@ -25,9 +27,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/evaluate", post(evaluate))
 }
 
-async fn list_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list_rules(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    let project = principal.authorize(Permission::RulesRead, "rules.list")?;
     let set = state.rules.current();
-    let stats = violations::rule_stats(&state.store.readers, DEFAULT_PROJECT)
+    let stats = violations::rule_stats(&state.store.readers, &project)
         .await
         .map_err(ApiError::internal)?;
     let runtime = state.rules.last_errors();
@@ -80,8 +86,10 @@ fn time(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Dat
 
 async fn list_violations(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<ViolationParams>,
 ) -> Result<Json<Value>, ApiError> {
+    let project = principal.authorize(Permission::TracesRead, "violations.list")?;
     let mut errors = Vec::new();
     let min_severity = p.severity.as_deref().and_then(|s| {
         Severity::parse(s).or_else(|| {
@@ -141,27 +149,26 @@ async fn list_violations(
         to,
         outcome: p.outcome,
     };
-    let (items, next) = violations::list(
-        &state.store.readers,
-        DEFAULT_PROJECT,
-        &filter,
-        cursor,
-        limit,
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let (items, next) = violations::list(&state.store.readers, &project, &filter, cursor, limit)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(
         json!({ "violations": items, "next_cursor": next.map(|n| n.to_string()) }),
     ))
 }
 
 /// Guard mode: `critical` → deny, `high`/`warning` → warn, otherwise allow.
-async fn evaluate(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+async fn evaluate(
+    State(state): State<AppState>,
+    principal: Principal,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let project = principal.authorize(Permission::TracesWrite, "evaluate")?;
     let bytes = read_limited(req.into_body(), state.config.max_body_bytes).await?;
     let body = parse_json(&bytes)?;
     let outcome = state
         .pipeline
-        .guard(&state.writer, DEFAULT_PROJECT, body)
+        .guard(&state.writer, &project, body)
         .await
         .map_err(ingest_error)?;
     let outcomes: Vec<RuleOutcome> = outcome.violations.iter().filter_map(to_outcome).collect();

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::auth::Principal;
+use crate::auth::permission::Permission;
 use crate::event::FieldError;
-use crate::ingest::http::DEFAULT_PROJECT;
 use crate::store::query::{self, Cursor, TraceFilter, TraceStatus};
 
 /// Page size when the client gives none, and the most it may ask for.
@@ -53,8 +54,10 @@ fn time_param(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Opti
 
 async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
+    let project = principal.authorize(Permission::TracesRead, "traces.list")?;
     let mut errors = Vec::new();
     let status = match p.status.as_deref() {
         None => None,
@@ -109,7 +112,7 @@ async fn list(
     };
     let (items, next) = query::list_traces(
         &state.store.readers,
-        DEFAULT_PROJECT,
+        &project,
         &filter,
         cursor.as_ref(),
         limit,
@@ -123,9 +126,11 @@ async fn list(
 
 async fn one(
     State(state): State<AppState>,
+    principal: Principal,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let found = query::get_trace(&state.store.readers, DEFAULT_PROJECT, &trace_id, MAX_SPANS)
+    let project = principal.authorize(Permission::TracesRead, "traces.get")?;
+    let found = query::get_trace(&state.store.readers, &project, &trace_id, MAX_SPANS)
         .await
         .map_err(ApiError::internal)?;
     let Some((summary, spans)) = found else {

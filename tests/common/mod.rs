@@ -12,7 +12,9 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// Sends the owner key on every request.
     pub client: reqwest::Client,
+    pub owner_key: String,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -82,14 +84,55 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
             .await
             .expect("serve");
     });
+    let base = format!("http://{addr}");
+    // A restarted test server keeps its owner key in the data directory.
+    let saved = dir.path().join("test-owner.key");
+    let owner_key = match std::fs::read_to_string(&saved) {
+        Ok(k) => k,
+        Err(_) => {
+            let k = bootstrap(&base).await;
+            std::fs::write(&saved, &k).expect("save test key");
+            k
+        }
+    };
     TestApp {
         addr,
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        client: client_with_key(&owner_key),
+        owner_key,
+        base,
         dir,
         shutdown: Some(tx),
         task: Some(task),
     }
+}
+
+/// Creates the owner key of a fresh server.
+pub async fn bootstrap(base: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/keys/bootstrap"))
+        .json(&json!({"name": "test-owner"}))
+        .send()
+        .await
+        .expect("bootstrap request");
+    assert_eq!(resp.status().as_u16(), 201, "bootstrap");
+    let body: Value = resp.json().await.expect("bootstrap body");
+    body["key"]
+        .as_str()
+        .expect("key in bootstrap response")
+        .to_owned()
+}
+
+/// A client that sends `key` on every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 impl TestApp {

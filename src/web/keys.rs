@@ -1,0 +1,224 @@
+//! Key routes: `POST /api/v1/keys/bootstrap` (public, once), and for `keys:admin`:
+//! `GET|POST /api/v1/keys`, `POST /api/v1/keys/{id}/rotate`, `DELETE /api/v1/keys/{id}`.
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::Principal;
+use crate::auth::audit::AuditEntry;
+use crate::auth::keys::{self, KeyError, KeySpec};
+use crate::auth::permission::Permission;
+use crate::ingest::body::{parse_json, read_limited};
+
+/// Key-management bodies are small.
+const MAX_BODY: usize = 16 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/keys/bootstrap", post(bootstrap))
+        .route("/api/v1/keys", get(list).post(create))
+        .route("/api/v1/keys/{id}/rotate", post(rotate))
+        .route("/api/v1/keys/{id}", delete(revoke))
+}
+
+fn key_error(e: KeyError) -> ApiError {
+    match e {
+        KeyError::AlreadyBootstrapped => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_bootstrapped",
+            "an owner key already exists; bootstrap works once",
+        ),
+        KeyError::NotFound => ApiError::not_found("no such key"),
+        KeyError::Invalid(msg) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", msg)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+async fn bootstrap(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let source_ip = state
+        .auth
+        .client_ip(peer, req.headers())
+        .map(|i| i.to_string());
+    let body = read_limited(req.into_body(), MAX_BODY).await?;
+    let name = if body.is_empty() {
+        "owner-key".to_owned()
+    } else {
+        match parse_json(&body)?.get("name") {
+            None | Some(Value::Null) => "owner-key".to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "name: must be a string",
+                ));
+            }
+        }
+    };
+    let result = keys::bootstrap(&state.store, &name).await;
+    let mut e = AuditEntry::new(
+        "key_management",
+        "keys.bootstrap",
+        if result.is_ok() { "success" } else { "failure" },
+    );
+    e.source_ip = source_ip;
+    if let Ok(issued) = &result {
+        e.principal = Some(issued.record.id.clone());
+        e.resource = Some(issued.record.id.clone());
+    }
+    state.auth.audit().record(e);
+    let issued = result.map_err(key_error)?;
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    principal.authorize(Permission::KeysAdmin, "keys.list")?;
+    let all = keys::list(&state.store.readers).await.map_err(key_error)?;
+    // A key administrator scoped to some projects sees only keys within that scope.
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|k| principal.scope().is_none() || k.projects.iter().all(|p| principal.in_scope(p)))
+        .collect();
+    Ok(Json(json!({ "keys": visible })))
+}
+
+fn spec_from(body: &Value) -> Result<KeySpec, ApiError> {
+    let invalid = |m: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            m.to_owned(),
+        )
+    };
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("name: is required"))?;
+    let strings = |field: &str| -> Result<Vec<String>, ApiError> {
+        body.get(field)
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid(&format!("{field}: must be a list of strings")))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid(&format!("{field}: must be a list of strings")))
+            })
+            .collect()
+    };
+    let projects = strings("projects")?;
+    let mut permissions = Vec::new();
+    for (i, p) in strings("permissions")?.iter().enumerate() {
+        permissions.push(
+            Permission::parse(p)
+                .ok_or_else(|| invalid(&format!("permissions[{i}]: unknown permission")))?,
+        );
+    }
+    let expires_at = match body.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(chrono::Utc::now() + keys::parse_expires_in(s).map_err(key_error)?)
+        }
+        Some(_) => return Err(invalid("expires_in: must be a string such as \"90d\"")),
+    };
+    Ok(KeySpec {
+        name: name.to_owned(),
+        projects,
+        permissions,
+        expires_at,
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    req: Request,
+) -> Result<Response, ApiError> {
+    principal.authorize(Permission::KeysAdmin, "keys.create")?;
+    let body = parse_json(&read_limited(req.into_body(), MAX_BODY).await?)?;
+    let spec = spec_from(&body)?;
+    // Nobody hands out more than they have.
+    if spec.projects.iter().any(|p| {
+        if p == "*" {
+            principal.scope().is_some()
+        } else {
+            !principal.in_scope(p)
+        }
+    }) {
+        return Err(ApiError::not_found("no such project"));
+    }
+    if !principal.may(Permission::AdminAll) && spec.permissions.iter().any(|p| !principal.may(*p)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a key cannot grant permissions it does not hold",
+        ));
+    }
+    let issued = keys::create(&state.store, &spec).await.map_err(key_error)?;
+    let mut e = principal.entry("key_management", "keys.create", "success");
+    e.resource = Some(issued.record.id.clone());
+    e.metadata = json!({ "name": issued.record.name, "projects": issued.record.projects, "permissions": issued.record.permissions });
+    principal.record(e);
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+/// A key id the caller may administer; others are 404 like missing ones.
+async fn visible_key(state: &AppState, principal: &Principal, id: &str) -> Result<(), ApiError> {
+    let found = keys::find(&state.store.readers, id)
+        .await
+        .map_err(key_error)?;
+    match found {
+        Some((rec, _))
+            if principal.scope().is_none()
+                || rec.projects.iter().all(|p| principal.in_scope(p)) =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::not_found("no such key")),
+    }
+}
+
+async fn rotate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.authorize(Permission::KeysAdmin, "keys.rotate")?;
+    visible_key(&state, &principal, &id).await?;
+    let issued = keys::rotate(&state.store, &id).await.map_err(key_error)?;
+    state.auth.evict(&id);
+    let mut e = principal.entry("key_management", "keys.rotate", "success");
+    e.resource = Some(id);
+    principal.record(e);
+    Ok(Json(issued).into_response())
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.authorize(Permission::KeysAdmin, "keys.revoke")?;
+    visible_key(&state, &principal, &id).await?;
+    let rec = keys::revoke(&state.store, &id).await.map_err(key_error)?;
+    state.auth.evict(&id);
+    let mut e = principal.entry("key_management", "keys.revoke", "success");
+    e.resource = Some(id);
+    principal.record(e);
+    Ok(Json(rec).into_response())
+}
