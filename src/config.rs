@@ -118,6 +118,14 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
+    /// Ingest requests per second per API key (bursts of twice that); 429 beyond.
+    #[arg(long, env = "AUDITTRAIL_RATE_LIMIT_INGEST", default_value_t = 1000)]
+    pub rate_limit_ingest: u32,
+
+    /// Query and administration requests per second per API key (bursts of twice that).
+    #[arg(long, env = "AUDITTRAIL_RATE_LIMIT_QUERIES", default_value_t = 100)]
+    pub rate_limit_queries: u32,
+
     /// Largest request body accepted, in bytes (413 beyond).
     #[arg(long, env = "AUDITTRAIL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -148,11 +148,11 @@ fn int(n: u64) -> Dynamic {
 }
 
 fn counts(map: &BTreeMap<String, u64>) -> Dynamic {
-    Dynamic::from_map(
-        map.iter()
-            .map(|(k, v)| (k.as_str().into(), int(*v)))
-            .collect::<Map>(),
-    )
+    let mut out = Map::new();
+    for (k, v) in map {
+        out.insert(k.as_str().into(), int(*v));
+    }
+    Dynamic::from_map(out)
 }
 
 impl TraceView {
@@ -166,14 +166,11 @@ impl TraceView {
         m.insert("tokens".into(), int(t.tokens));
         m.insert("cost_usd".into(), Dynamic::from_float(t.cost_usd));
         m.insert("kinds".into(), counts(&t.kinds));
-        let redaction = t
-            .redaction
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), counts(v)));
-        m.insert(
-            "redaction".into(),
-            Dynamic::from_map(redaction.collect::<Map>()),
-        );
+        let mut redaction = Map::new();
+        for (k, v) in &t.redaction {
+            redaction.insert(k.as_str().into(), counts(v));
+        }
+        m.insert("redaction".into(), Dynamic::from_map(redaction));
         let sources = t
             .sources
             .iter()

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod ops;
 pub mod rules;
 pub mod traces;
@@ -50,13 +51,30 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     let cors = cors_layer(&state.resolved.cors_origins);
-    Router::new()
+    let proxies = &state.config.trusted_proxies;
+    let ingest = Router::new()
         .merge(crate::ingest::http::router())
+        .merge(rules::ingest_router())
+        .layer(limits::layer(
+            "ingest",
+            state.config.rate_limit_ingest,
+            proxies,
+        ));
+    let queries = Router::new()
         .merge(traces::router())
-        .merge(ops::router())
         .merge(rules::router())
         .merge(keys::router())
         .merge(audit::router())
+        .merge(ops::router())
+        .layer(limits::layer(
+            "queries",
+            state.config.rate_limit_queries,
+            proxies,
+        ));
+    Router::new()
+        .merge(ingest)
+        .merge(queries)
+        .merge(ops::public_router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TimeoutLayer::with_status_code(

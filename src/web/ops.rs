@@ -22,12 +22,18 @@ use crate::auth::permission::Permission;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Routes that need a key.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/health", get(health))
         .route("/api/v1/health/deep", get(health_deep))
-        .route("/api/v1/instance", get(instance))
         .route("/metrics", get(prometheus))
+}
+
+/// Public routes, outside the rate limits (load balancers poll them).
+pub fn public_router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/instance", get(instance))
 }
 
 /// The process-wide Prometheus recorder, installed on first use (tests start many apps in one

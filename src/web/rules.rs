@@ -24,7 +24,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/rules", get(list_rules))
         .route("/api/v1/violations", get(list_violations))
-        .route("/api/v1/evaluate", post(evaluate))
+}
+
+/// Guard requests share the ingest budget.
+pub fn ingest_router() -> Router<AppState> {
+    Router::new().route("/api/v1/evaluate", post(evaluate))
 }
 
 async fn list_rules(
