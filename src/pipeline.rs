@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use crate::event::{self, FieldError, Limits, SpanKind, TraceEvent, format_time};
+use crate::ingest::pricing::PriceTable;
 use crate::redact::RedactionStage;
 use crate::redact::event::RedactedEvent;
 use crate::store::{AppendError, AppendOutcome, PreparedEvent, WriterHandle};
@@ -27,6 +28,8 @@ pub struct Pipeline {
     pub limits: Limits,
     pub max_batch_events: usize,
     pub redaction: RedactionStage,
+    /// Prices for spans that carry tokens but no cost (OTLP).
+    pub prices: PriceTable,
 }
 
 impl Pipeline {
@@ -106,6 +109,17 @@ impl Pipeline {
         door: &'static str,
     ) -> Result<AppendOutcome, IngestError> {
         let events = self.normalize_batch(body).map_err(IngestError::Invalid)?;
+        self.ingest_events(writer, project, events, door).await
+    }
+
+    /// Redacts, prepares and appends already-validated events (doors with their own decoding).
+    pub async fn ingest_events(
+        &self,
+        writer: &WriterHandle,
+        project: &str,
+        events: Vec<TraceEvent>,
+        door: &'static str,
+    ) -> Result<AppendOutcome, IngestError> {
         let events = self.redact(events).map_err(IngestError::Invalid)?;
         let recorded_at = format_time(&chrono::Utc::now());
         let prepared: Vec<PreparedEvent> = events

@@ -16,6 +16,7 @@ use crate::auth::Authenticator;
 use crate::auth::audit::{AuditEntry, AuditSink};
 use crate::config::{Config, DatabaseTarget, Resolved};
 use crate::event::Limits;
+use crate::ingest::pricing::PriceTable;
 use crate::pipeline::Pipeline;
 use crate::rules::{self, live::LiveRules};
 use crate::store::chain::ChainKey;
@@ -91,6 +92,8 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         limits: Limits::default(),
         max_batch_events: config.max_batch_events,
         redaction,
+        prices: PriceTable::load(&[config.data_dir.as_path(), config.rules_dir.as_path()])
+            .map_err(|e| ServeError::Config(vec![e]))?,
     };
     let auth = Arc::new(Authenticator::new(
         store.readers.clone(),
@@ -118,6 +121,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         pipeline: Arc::new(pipeline),
         rules,
         auth,
+        connected_agents: Default::default(),
         metrics: web::ops::metrics_handle(),
         started: Instant::now(),
     };

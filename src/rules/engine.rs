@@ -30,7 +30,7 @@ use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
     BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Array, Dynamic, Engine, ImmutableString, Map, OptimizationLevel};
+use rhai::{Array, Dynamic, Engine, FuncRegistration, ImmutableString, Map, OptimizationLevel};
 use serde_json::Value;
 
 /// Most Rhai operations one rule evaluation may perform (a tight loop of ~200k ops takes a
@@ -148,6 +148,9 @@ pub(super) fn sandboxed_engine() -> Engine {
 /// - `is_number(x)`, `is_string(x)`, `is_map(x)`, `is_array(x)`: `type_of(x)` tests without
 ///   building the type name;
 /// - `text.contains_any(words)`: whether any string in `words` occurs in `text`;
+/// - `map.lookup(key)`: `map[key]` when `key` is a string, else `()` (no error);
+/// - `text.bracketed(max_len)`: the text inside each `[` … `]` pair (from each `[` to the
+///   next `]` before another `[`) that is 1 to `max_len` characters long, in order;
 /// - `list.append_strings(value, max_len, max_depth)`: appends every string inside `value`
 ///   (`value` itself at depth 0, map values and array items one level deeper, nothing deeper
 ///   than `max_depth`) in map-key order, stopping once `list` holds `max_len` items;
@@ -164,13 +167,35 @@ fn register_helpers(engine: &mut Engine) {
                 .is_some_and(|w| text.contains(w.as_str()))
         })
     });
-    engine.register_fn(
-        "append_strings",
-        |list: &mut Array, value: Dynamic, max_len: i64, max_depth: i64| {
-            let max_len = usize::try_from(max_len).unwrap_or(0).min(MAX_ARRAY_SIZE);
-            append_strings(list, &value, 0, max_depth, max_len);
-        },
-    );
+    // Not pure: it mutates its first argument, so Rhai must refuse it on read-only values
+    // (functions registered with `register_fn` count as pure).
+    FuncRegistration::new("append_strings")
+        .with_purity(false)
+        .register_into_engine(
+            engine,
+            |list: &mut Array, value: Dynamic, max_len: i64, max_depth: i64| {
+                let max_len = usize::try_from(max_len).unwrap_or(0).min(MAX_ARRAY_SIZE);
+                append_strings(list, &value, 0, max_depth, max_len);
+            },
+        );
+    engine.register_fn("lookup", |map: &mut Map, key: Dynamic| {
+        key.read_lock::<ImmutableString>()
+            .and_then(|k| map.get(k.as_str()).cloned())
+            .unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("bracketed", |text: &str, max_len: i64| {
+        let max_len = usize::try_from(max_len).unwrap_or(0);
+        text.split('[')
+            .skip(1)
+            .filter_map(|part| {
+                let inner = &part[..part.find(']')?];
+                let len = inner.chars().count();
+                (1..=max_len)
+                    .contains(&len)
+                    .then(|| Dynamic::from(ImmutableString::from(inner)))
+            })
+            .collect::<Array>()
+    });
     engine.register_fn(
         "text_of",
         |value: Dynamic, max_depth: i64| -> Result<ImmutableString, Box<rhai::EvalAltResult>> {

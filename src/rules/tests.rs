@@ -356,3 +356,41 @@ fn ruleset_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<RuleSet>();
 }
+
+#[test]
+fn native_helpers_behave_like_the_script_versions() {
+    let rules = one_rule(
+        "fn check(event, trace) {
+             let texts = [];
+             texts.append_strings(event.input, 3, 2);
+             let deep = [];
+             deep.append_strings([[[\"x\"]]], 10, 2);
+             let text = text_of(event.output, 1);
+             let ok = texts == [\"a\", \"c\", \"d\"] && deep == []
+                 && text == \"hi\\n\\n\\n\" && text_of(5, 4) == \"\"
+                 && \"drop table\".contains_any([\"x\", \"drop\"]) && !\"ok\".contains_any([\"no\", 1])
+                 && is_number(1) && is_number(1.5) && !is_number(\"1\")
+                 && is_string(event.kind) && is_map(event.input) && is_array(event.input.list);
+             if !ok { return #{message: `${texts} ${deep} ${text}`}; }
+         }",
+    );
+    let event = json!({"kind": "tool", "input": {"list": ["a", ["b", ["z"]]], "s": "c", "t": "d"},
+                       "output": {"a": "hi", "b": {"c": {"d": "too deep"}}}});
+    assert_eq!(rules.evaluate(&event, &TraceView::default()), []);
+    // `append_strings` mutates its target, so it must be refused on the read-only event.
+    let writer = format!(
+        "{HEADER}fn check(event, trace) {{ event.input.list.append_strings(\"x\", 9, 9); }}"
+    );
+    let reader =
+        format!("{HEADER}fn check(event, trace) {{ #{{message: `${{event.input.list}}`}} }}");
+    let rules = RuleSet::from_sources([("a.rhai", writer), ("b.rhai", reader)]).unwrap();
+    let outcomes = rules.evaluate(&event, &TraceView::default());
+    assert!(
+        matches!(&outcomes[0], RuleOutcome::RuleError { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], RuleOutcome::Violation { message, .. } if !message.contains('x')),
+        "{outcomes:?}"
+    );
+}

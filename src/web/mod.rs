@@ -42,6 +42,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub rules: Arc<LiveRules>,
     pub auth: Arc<Authenticator>,
+    /// Live WebSocket ingest connections (`connected_agents`).
+    pub connected_agents: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
 }
@@ -54,6 +56,8 @@ pub fn app(state: AppState) -> Router {
     let proxies = &state.config.trusted_proxies;
     let ingest = Router::new()
         .merge(crate::ingest::http::router())
+        .merge(crate::ingest::otlp::router())
+        .merge(crate::ingest::ws::router())
         .merge(rules::ingest_router())
         .layer(limits::layer(
             "ingest",
@@ -66,6 +70,7 @@ pub fn app(state: AppState) -> Router {
         .merge(keys::router())
         .merge(audit::router())
         .merge(ops::router())
+        .merge(crate::ingest::otlp::langfuse_router())
         .layer(limits::layer(
             "queries",
             state.config.rate_limit_queries,

@@ -157,7 +157,7 @@ async fn health_deep(
 async fn instance(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "version": VERSION,
-        "connected_agents": 0,
+        "connected_agents": state.connected_agents.load(std::sync::atomic::Ordering::Relaxed),
         "rule_count": state.rules.current().rules().len(),
         "uptime_seconds": state.started.elapsed().as_secs(),
     }))
