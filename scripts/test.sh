@@ -6,11 +6,17 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-# Rust toolchain: the machine's own; nothing is downloaded outside the package registries.
-command -v cargo >/dev/null || { echo "cargo is required (rustup toolchain)" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "cargo is required (the machine's rustup toolchain)" >&2; exit 1; }
 
-# The PII scorer needs only python3's standard library.
-command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+# Real clients for the OTLP tests, from PyPI, in a project-local virtualenv (pinned).
+log "python clients (.venv)"
+if ! command -v python3 >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv
+fi
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv .venv; }
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
 log "build"
 cargo build --locked --release --bin audittrail

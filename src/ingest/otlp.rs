@@ -256,9 +256,11 @@ async fn export(
 
 async fn langfuse_projects(principal: Principal) -> Result<Json<Value>, ApiError> {
     let project = principal.authorize(Permission::TracesWrite, "langfuse.projects")?;
-    Ok(Json(
-        json!({ "data": [{ "id": project, "name": project, "metadata": {} }] }),
-    ))
+    // The shape of Langfuse's `Projects` (its SDK validates it in `auth_check`).
+    Ok(Json(json!({ "data": [{
+        "id": project, "name": project, "metadata": {},
+        "organization": { "id": "audittrail", "name": "AuditTrail" }
+    }] })))
 }
 
 async fn langfuse_health() -> Json<Value> {

@@ -30,7 +30,9 @@ use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
     BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Array, Dynamic, Engine, FuncRegistration, ImmutableString, Map, OptimizationLevel};
+use rhai::{
+    Array, Dynamic, Engine, FuncRegistration, ImmutableString, Map, Module, OptimizationLevel,
+};
 use serde_json::Value;
 
 /// Most Rhai operations one rule evaluation may perform (a tight loop of ~200k ops takes a
@@ -93,6 +95,11 @@ pub(super) const DEADLINE_TOKEN: &str = "rule exceeded its wall-clock deadline";
 /// re-optimises each AST once its constants are known (see `ruleset.rs`).
 pub(super) fn sandboxed_engine() -> Engine {
     let mut engine = Engine::new_raw();
+    // The packages are merged into one module: Rhai searches every global module for each
+    // native call it has not cached yet (and a fresh evaluation has nothing cached), so one
+    // module instead of nine makes every native call cheaper. Later packages override earlier
+    // ones on a clash, as they would when registered one by one.
+    let mut packages = Module::new();
     for package in [
         ArithmeticPackage::new().as_shared_module(),
         LogicPackage::new().as_shared_module(),
@@ -104,8 +111,10 @@ pub(super) fn sandboxed_engine() -> Engine {
         BasicIteratorPackage::new().as_shared_module(),
         BasicFnPackage::new().as_shared_module(),
     ] {
-        engine.register_global_module(package);
+        packages.combine(Module::clone(&package));
     }
+    packages.build_index();
+    engine.register_global_module(packages.into());
     register_helpers(&mut engine);
     engine.disable_symbol("eval");
     engine.disable_symbol("import");
