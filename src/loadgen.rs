@@ -29,10 +29,82 @@ pub struct BenchArgs {
     /// Unmeasured warm-up seconds.
     #[arg(long, default_value_t = 3)]
     pub warmup: u64,
+    /// Which door to load: `http` (native JSON), `otlp` (OTLP/HTTP protobuf) or `ws` (WebSocket).
+    #[arg(long, default_value = "http")]
+    pub door: Door,
     /// API key with traces:write. Without one, the bench bootstraps the owner key of a fresh
     /// server (and prints it).
     #[arg(long, env = "AUDITTRAIL_API_KEY", hide_env_values = true)]
     pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Door {
+    Http,
+    Otlp,
+    Ws,
+}
+
+/// The sample batch as an OTLP protobuf body with the given trace id (16 bytes).
+fn otlp_body(trace: &[u8; 16], n: usize) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let s = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    };
+    let spans = (0..n)
+        .map(|i| {
+            let e = sample_event("0000000000000000", i);
+            let mut attrs = vec![s(
+                "openinference.span.kind",
+                match e["kind"].as_str() {
+                    Some("llm") => "LLM",
+                    Some("tool") => "TOOL",
+                    Some("retrieval") => "RETRIEVER",
+                    _ => "AGENT",
+                }
+                .into(),
+            )];
+            if let Some(m) = e["model"].as_str() {
+                attrs.push(s("llm.model_name", m.into()));
+            }
+            attrs.push(s("input.value", e["input"].to_string()));
+            attrs.push(s("output.value", e["output"].to_string()));
+            attrs.push(s("session.id", "sess-bench".into()));
+            let mut span_id = [0u8; 8];
+            span_id[..4].copy_from_slice(&(i as u32 + 1).to_be_bytes());
+            Span {
+                trace_id: trace.to_vec(),
+                span_id: span_id.to_vec(),
+                name: e["name"].as_str().unwrap_or("span").into(),
+                start_time_unix_nano: 1_763_805_600_000_000_000 + i as u64 * 1_000_000,
+                end_time_unix_nano: 1_763_805_600_000_000_000 + i as u64 * 1_000_000 + 500_000,
+                attributes: attrs,
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                attributes: vec![s("service.name", "support-bot".into())],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
 }
 
 #[derive(Debug)]
@@ -142,10 +214,37 @@ fn batch_template(n: usize) -> String {
 pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let template = Arc::new(batch_template(args.batch.max(1)));
     let event_bytes = template.len() / args.batch.max(1);
+    let base = args.url.trim_end_matches('/').to_owned();
+    let key = match args.key.clone() {
+        Some(k) => k,
+        None => {
+            let resp = reqwest::Client::new()
+                .post(format!("{base}/api/v1/keys/bootstrap"))
+                .body("{\"name\": \"bench\"}")
+                .send()
+                .await?;
+            if resp.status().as_u16() != 201 {
+                anyhow::bail!(
+                    "no --key given and bootstrap answered {} (the server already has an owner key): pass --key",
+                    resp.status()
+                );
+            }
+            let body: Value = resp.json().await?;
+            let key = body["key"].as_str().unwrap_or_default().to_owned();
+            eprintln!("bootstrapped the owner key of this fresh server: {key}");
+            key
+        }
+    };
+    let auth = format!("Bearer {key}");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, auth.parse()?);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
+        .default_headers(headers)
         .build()?;
-    let url = format!("{}/api/v1/traces", args.url.trim_end_matches('/'));
+    let url = format!("{base}/api/v1/traces");
+    let otlp_url = format!("{base}/v1/traces");
+    let ws_url = format!("{}/ws/ingest", base.replacen("http", "ws", 1));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -158,10 +257,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
             stop.clone(),
         );
         let batch = args.batch.max(1) as u64;
+        let (args_door, otlp_url, ws_url, auth) =
+            (args.door, otlp_url.clone(), ws_url.clone(), auth.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let (mut events, mut errors, mut busy) = (0u64, 0u64, 0u64);
             let mut n = 0u64;
+            let door = args_door;
+            let mut ws = None;
+            if door == Door::Ws {
+                use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+                let mut req = ws_url.as_str().into_client_request().expect("valid ws url");
+                req.headers_mut()
+                    .insert("authorization", auth.parse().expect("header"));
+                ws = tokio_tungstenite::connect_async(req)
+                    .await
+                    .ok()
+                    .map(|(s, _)| s);
+                if ws.is_none() {
+                    return (lat, 0, 1, 0);
+                }
+            }
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let trace = format!(
@@ -170,29 +286,84 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                     n as u32,
                     worker as u32
                 );
-                let body = template.replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
                 let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let ok = match resp {
-                    Ok(r) if r.status().as_u16() == 202 => {
-                        let _ = r.bytes().await;
-                        true
-                    }
-                    Ok(r) => {
-                        if r.status().as_u16() == 503 {
-                            busy += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        } else {
-                            errors += 1;
+                let status: u16 = match door {
+                    Door::Http => {
+                        let body = template.replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
+                        match client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await
+                        {
+                            Ok(r) => {
+                                let st = r.status().as_u16();
+                                let _ = r.bytes().await;
+                                if st == 202 { 200 } else { st }
+                            }
+                            Err(_) => 0,
                         }
+                    }
+                    Door::Otlp => {
+                        let mut id = [0u8; 16];
+                        for (i, b) in trace.as_bytes().chunks(2).take(16).enumerate() {
+                            id[i] = u8::from_str_radix(std::str::from_utf8(b).unwrap_or("00"), 16)
+                                .unwrap_or(0);
+                        }
+                        let body = otlp_body(&id, batch as usize);
+                        match client
+                            .post(&otlp_url)
+                            .header("content-type", "application/x-protobuf")
+                            .body(body)
+                            .send()
+                            .await
+                        {
+                            Ok(r) => {
+                                let st = r.status().as_u16();
+                                let _ = r.bytes().await;
+                                st
+                            }
+                            Err(_) => 0,
+                        }
+                    }
+                    Door::Ws => {
+                        use futures_util::{SinkExt, StreamExt};
+                        use tokio_tungstenite::tungstenite::Message;
+                        let socket = ws.as_mut().expect("connected above");
+                        let body = template
+                            .replacen("{", &format!("{{\"seq\": {n}, "), 1)
+                            .replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
+                        if socket.send(Message::Text(body.into())).await.is_err() {
+                            0
+                        } else {
+                            let mut st = 0;
+                            while let Some(Ok(m)) = socket.next().await {
+                                if let Message::Text(t) = m {
+                                    st = if t.as_str().contains("\"error\"") {
+                                        if t.as_str().contains("overloaded") {
+                                            503
+                                        } else {
+                                            500
+                                        }
+                                    } else {
+                                        200
+                                    };
+                                    break;
+                                }
+                            }
+                            st
+                        }
+                    }
+                };
+                let ok = match status {
+                    200 => true,
+                    503 => {
+                        busy += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         false
                     }
-                    Err(_) => {
+                    _ => {
                         errors += 1;
                         false
                     }
