@@ -245,15 +245,15 @@ fn read_secret_file(
     #[cfg(unix)]
     if production {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                problems.push(format!(
-                    "{var}: {} is readable by group or others (mode {:o}); restrict it to the owner (chmod 0400)",
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                ));
-                return None;
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            problems.push(format!(
+                "{var}: {} is readable by group or others (mode {:o}); restrict it to the owner (chmod 0400)",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+            return None;
         }
     }
     match std::fs::read_to_string(path) {

@@ -220,10 +220,10 @@ pub fn parse_event(
     let model = p.opt_text(obj, "model");
     let start_time = p.time(obj, "start_time", true);
     let end_time = p.time(obj, "end_time", false);
-    if let (Some(s), Some(e)) = (start_time, end_time) {
-        if e < s {
-            p.fail("end_time", "is before start_time");
-        }
+    if let (Some(s), Some(e)) = (start_time, end_time)
+        && e < s
+    {
+        p.fail("end_time", "is before start_time");
     }
     let status = match obj.get("status") {
         None | Some(Value::Null) => Status::Unset,

@@ -132,10 +132,9 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
     bad["usage"] = json!({"input_tokens": "4111 1111 1111 1111"});
     let rejected = [
         json!({"events": [pii_event(4), bad]}).to_string(),
-        format!(
-            "{{\"events\": [{{\"trace_id\": \"Maria Gonzalez\", \"note\": \"1600 Pennsylvania Avenue\""
-        ),
-        format!("{{\"events\": \"DE89 3704 0044 0532 0130 00\"}}"),
+        r#"{"events": [{"trace_id": "Maria Gonzalez", "note": "1600 Pennsylvania Avenue""#
+            .to_string(),
+        r#"{"events": "DE89 3704 0044 0532 0130 00"}"#.to_string(),
     ];
     for body in rejected {
         let (status, resp) = post(body, "/api/v1/traces").await;

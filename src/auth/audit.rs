@@ -137,10 +137,10 @@ pub async fn list(
     let mut last = None;
     for r in rows.iter() {
         let project: Option<String> = r.try_get("project")?;
-        if let Some(allowed) = &f.projects {
-            if !project.as_ref().is_some_and(|p| allowed.contains(p)) {
-                continue;
-            }
+        if let Some(allowed) = &f.projects
+            && !project.as_ref().is_some_and(|p| allowed.contains(p))
+        {
+            continue;
         }
         if out.len() as i64 == limit {
             break;

@@ -14,6 +14,7 @@
 //! - name: `tool.name` / `gen_ai.tool.name` for tools, else the span name;
 //! - agent: `gen_ai.agent.name`, `langfuse.trace.name`, else the resource's `service.name`;
 //! - session: `session.id`, `langfuse.session.id`, `gen_ai.conversation.id`.
+//!
 //! Every other attribute is kept in `attributes`; the provider (`gen_ai.system` /
 //! `gen_ai.provider.name`) stays there too.
 

@@ -159,14 +159,14 @@ pub async fn spawn(
 ) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
     let mut conn = store.write_connection().await?;
     let head = load_head(&mut conn).await?;
-    if let Some(cp) = cfg.checkpoint.read()? {
-        if cp.seq > head.seq {
-            tracing::error!(
-                checkpoint_seq = cp.seq,
-                log_head_seq = head.seq,
-                "the event log ends before its last checkpoint: records were removed from its tail; run `audittrail verify`"
-            );
-        }
+    if let Some(cp) = cfg.checkpoint.read()?
+        && cp.seq > head.seq
+    {
+        tracing::error!(
+            checkpoint_seq = cp.seq,
+            log_head_seq = head.seq,
+            "the event log ends before its last checkpoint: records were removed from its tail; run `audittrail verify`"
+        );
     }
     let status = Arc::new(WriterStatus {
         healthy: AtomicBool::new(true),
