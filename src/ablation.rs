@@ -94,6 +94,7 @@ fn violations_of(outcomes: &[RuleOutcome]) -> Vec<Key> {
 /// Runs the comparison. `progress` gets the number of records read so far.
 pub async fn run(
     pool: &SqlitePool,
+    project: Option<&str>,
     candidate: &RuleSet,
     range: &AblationRange,
     mut progress: impl FnMut(u64),
@@ -111,8 +112,9 @@ pub async fn run(
     let mut pending: Option<(i64, Vec<Key>, bool)> = None;
     let mut rows = sqlx::query(
         "SELECT seq, record_type, event_time, body FROM events \
-         WHERE record_type IN ('span', 'guard', 'violation') AND body IS NOT NULL ORDER BY seq",
+         WHERE record_type IN ('span', 'guard', 'violation') AND body IS NOT NULL AND (?1 IS NULL OR project = ?1) ORDER BY seq",
     )
+    .bind(project)
     .fetch(pool);
     let mut read = 0u64;
     while let Some(row) = rows.try_next().await? {

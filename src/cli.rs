@@ -324,6 +324,7 @@ async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<Exi
             );
             let report = crate::ablation::run(
                 &store.readers,
+                None,
                 &set,
                 &crate::ablation::AblationRange { from, to },
                 |n| bar.set_position(n),

@@ -105,6 +105,20 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_PII_TERMS_FILE")]
     pub pii_terms_file: Option<PathBuf>,
 
+    /// Webhooks (comma-separated URLs, Slack-compatible) that receive violations at or above
+    /// `AUDITTRAIL_ALERT_MIN_SEVERITY`. The URLs are secrets and never logged.
+    #[arg(
+        long,
+        env = "AUDITTRAIL_ALERT_WEBHOOK_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub alert_webhook_urls: Vec<String>,
+
+    /// Lowest severity sent to webhooks: info, warning, high or critical.
+    #[arg(long, env = "AUDITTRAIL_ALERT_MIN_SEVERITY", default_value = "high")]
+    pub alert_min_severity: String,
+
     /// Days to keep events (used by retention sweeps).
     #[arg(long, env = "AUDITTRAIL_RETENTION_DAYS", default_value_t = 90)]
     pub retention_days: u32,
@@ -221,6 +235,19 @@ impl Config {
                         .into(),
                 );
             }
+        }
+        if crate::rules::Severity::parse(&self.alert_min_severity).is_none() {
+            problems.push(
+                "AUDITTRAIL_ALERT_MIN_SEVERITY: must be info, warning, high or critical".into(),
+            );
+        }
+        if self
+            .alert_webhook_urls
+            .iter()
+            .any(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            problems
+                .push("AUDITTRAIL_ALERT_WEBHOOK_URLS: every entry must be an http(s) URL".into());
         }
         if self.max_batch_events == 0 || self.writer_queue == 0 || self.writer_batch_events == 0 {
             problems.push("AUDITTRAIL_MAX_BATCH_EVENTS, AUDITTRAIL_WRITER_QUEUE and AUDITTRAIL_WRITER_BATCH_EVENTS must be positive".into());

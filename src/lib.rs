@@ -24,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod feed;
 pub mod ingest;
 pub mod loadgen;
 pub mod pipeline;

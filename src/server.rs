@@ -16,6 +16,7 @@ use crate::auth::Authenticator;
 use crate::auth::audit::{AuditEntry, AuditSink};
 use crate::config::{Config, DatabaseTarget, Resolved};
 use crate::event::Limits;
+use crate::feed::alerts::AlertSink;
 use crate::ingest::pricing::PriceTable;
 use crate::pipeline::Pipeline;
 use crate::rules::{self, live::LiveRules};
@@ -62,6 +63,7 @@ pub fn chain_key(resolved: &Resolved) -> ChainKey {
 }
 
 pub async fn build(config: Config) -> Result<Service, ServeError> {
+    install_tls_provider();
     let resolved = config.resolve().map_err(ServeError::Config)?;
     let store = open_store(&config, &resolved).await?;
     let redaction =
@@ -84,6 +86,11 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             checkpoint: CheckpointFile::beside(store.path()),
             rules: rules.clone(),
             wal_path: store.wal_path(),
+            alerts: AlertSink::start(
+                config.alert_webhook_urls.clone(),
+                crate::rules::Severity::parse(&config.alert_min_severity)
+                    .unwrap_or(crate::rules::Severity::High),
+            ),
         },
         audit_rx,
     )
@@ -122,6 +129,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         rules,
         auth,
         connected_agents: Default::default(),
+        jobs: Default::default(),
         metrics: web::ops::metrics_handle(),
         started: Instant::now(),
     };
@@ -179,6 +187,12 @@ impl Service {
         checkpointer.abort();
         Ok(())
     }
+}
+
+/// Makes ring the process's TLS crypto provider (HTTP clients: webhooks, the load generator).
+/// Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Resolves on SIGTERM or SIGINT.

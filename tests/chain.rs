@@ -224,7 +224,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     };
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start(dir.path());
-    wait_ready(&reqwest::Client::new(), &base).await;
+    wait_ready(&common::client(), &base).await;
     let client = common::client_with_key(&common::bootstrap(&base).await);
 
     let stop_at = Instant::now() + Duration::from_millis(1500);

@@ -84,7 +84,7 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
-        if reqwest::Client::new()
+        if common::client()
             .get(format!("{base}/api/v1/health"))
             .send()
             .await

@@ -370,3 +370,114 @@ async fn replaying_the_log_reproduces_the_stored_violations_across_restarts() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn violations_at_or_above_the_threshold_reach_the_webhook() {
+    use axum::routing::post;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(16);
+    let receiver = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(v): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(v).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    // A second, dead webhook: its retries must not hold up ingest or the live one.
+    let dead = "http://127.0.0.1:9/dead";
+    let app = common::spawn_app_with(&[
+        "--alert-webhook-urls",
+        &format!("{hook},{dead}"),
+        "--alert-min-severity",
+        "high",
+    ])
+    .await;
+    let mut slow = ev("alert-slow", "s", "retrieval");
+    slow["end_time"] = json!("2026-11-22T10:00:09Z"); // latency_slo: warning, below the threshold
+    let mut drop = ev("alert-drop", "s", "tool");
+    drop["input"] = json!({"sql": "DROP TABLE customers"}); // critical
+    for e in [slow, drop] {
+        let (status, _) = app.post_json("/api/v1/traces", &batch(vec![e])).await;
+        assert_eq!(status, 202);
+    }
+    let alert = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("alert delivered")
+        .unwrap();
+    assert!(
+        alert["text"]
+            .as_str()
+            .unwrap()
+            .contains("bulk_delete_prevention"),
+        "{alert}"
+    );
+    assert_eq!(alert["audittrail"]["violation"]["severity"], "critical");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "the warning was not sent"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ablation_jobs_compare_history_with_a_changed_rule_set() {
+    let app = common::spawn_app().await;
+    let mut costly = ev("abl", "s", "llm");
+    costly["usage"] = json!({"cost_usd": 8.0});
+    app.post_json("/api/v1/traces", &batch(vec![costly])).await;
+
+    async fn run(app: &common::TestApp, body: Value) -> Value {
+        let (status, started) = app.post_json("/api/v1/ablation", &body).await;
+        assert_eq!(status, 202, "{started}");
+        let id = started["id"].as_str().unwrap().to_owned();
+        for _ in 0..100 {
+            let (_, s) = app.get(&format!("/api/v1/ablation/{id}")).await;
+            if s["status"] != "running" {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("ablation job did not finish");
+    }
+    let same = run(&app, json!({})).await;
+    assert_eq!(
+        (same["status"].as_str(), same["identical"].as_bool()),
+        (Some("done"), Some(true)),
+        "{same}"
+    );
+    let off = run(&app, json!({"disable": ["cost_guard"]})).await;
+    assert_eq!(
+        off["result"]["rules"]["cost_guard"]["would_disappear"], 1,
+        "{off}"
+    );
+    let new_rule = "const DESCRIPTION = \"any llm\";\nconst SEVERITY = \"info\";\nfn check(event, trace) { if event.kind == \"llm\" { return #{message: \"llm call\"}; } }\n";
+    let added = run(&app, json!({"rules": {"every_llm": new_rule}})).await;
+    assert_eq!(
+        added["result"]["rules"]["every_llm"]["would_fire"], 1,
+        "{added}"
+    );
+
+    let (status, err) = app
+        .post_json(
+            "/api/v1/ablation",
+            &json!({"rules": {"broken": "fn check(event, trace) { let x = ; }"}}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["errors"][0]["path"]
+            .as_str()
+            .unwrap()
+            .contains("broken.rhai"),
+        "{err}"
+    );
+    app.stop().await;
+}

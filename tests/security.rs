@@ -53,7 +53,7 @@ async fn bootstrap_works_once_and_keys_live_their_whole_life() {
     let app = spawn_app().await;
     // The harness already bootstrapped: a second bootstrap is refused.
     let (status, body) = call(
-        &reqwest::Client::new(),
+        &common::client(),
         "POST",
         app.url("/api/v1/keys/bootstrap"),
         Some(json!({"name": "again"})),
@@ -166,7 +166,7 @@ async fn bootstrap_works_once_and_keys_live_their_whole_life() {
 #[tokio::test]
 async fn bad_credentials_get_401_with_a_clear_message() {
     let app = spawn_app().await;
-    let anon = reqwest::Client::new();
+    let anon = common::client();
     let cases = [
         (None, "missing credentials"),
         (Some("Bearer nonsense"), "malformed API key"),
@@ -242,6 +242,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/traces/some-trace", "traces:read"),
     ("GET", "/api/v1/violations", "traces:read"),
     ("GET", "/api/v1/rules", "rules:read"),
+    ("POST", "/api/v1/ablation", "rules:read"),
+    ("GET", "/api/v1/ablation/nojob", "rules:read"),
+    ("POST", "/v1/traces", "traces:write"),
+    ("POST", "/api/public/otel/v1/traces", "traces:write"),
+    ("GET", "/ws/ingest", "traces:write"),
     ("GET", "/api/v1/keys", "keys:admin"),
     ("POST", "/api/v1/keys", "keys:admin"),
     ("POST", "/api/v1/keys/nokey/rotate", "keys:admin"),
@@ -271,7 +276,7 @@ async fn every_route_requires_its_permission() {
         } else {
             None
         };
-        let (_, anon) = call(&reqwest::Client::new(), method, app.url(path), body.clone()).await;
+        let (_, anon) = call(&common::client(), method, app.url(path), body.clone()).await;
         assert_eq!(anon["status"], 401, "{method} {path} without a key: {anon}");
 
         let others: Vec<&str> = ALL.iter().copied().filter(|p| p != permission).collect();

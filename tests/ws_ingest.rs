@@ -141,7 +141,12 @@ async fn acknowledged_sequence_numbers_survive_kill_9() {
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start();
     for _ in 0..200 {
-        if reqwest::get(format!("{base}/api/v1/health")).await.is_ok() {
+        if common::client()
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,7 +184,12 @@ async fn acknowledged_sequence_numbers_survive_kill_9() {
     assert!(acked.len() > 5, "the load ran");
     let mut server = start();
     for _ in 0..200 {
-        if reqwest::get(format!("{base}/api/v1/health")).await.is_ok() {
+        if common::client()
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

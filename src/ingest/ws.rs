@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
@@ -35,9 +36,16 @@ pub fn router() -> Router<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     principal: Principal,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Authorization first: a caller without the permission learns nothing else.
     let project = principal.authorize(Permission::TracesWrite, "ws.ingest")?;
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request(
+            "websocket_required",
+            "this route needs a WebSocket upgrade request",
+        )
+    })?;
     let max = state.config.max_body_bytes;
     Ok(ws
         .max_message_size(max)

@@ -42,6 +42,8 @@ pub struct WriterConfig {
     pub checkpoint: CheckpointFile,
     /// The rule set in force; evaluated here, in log order, so totals are deterministic.
     pub rules: Arc<LiveRules>,
+    /// Where committed violations go for webhook alerts (never blocks).
+    pub alerts: crate::feed::alerts::AlertSink,
     /// The database's `-wal` file, watched to keep it bounded.
     pub wal_path: std::path::PathBuf,
 }
@@ -466,6 +468,9 @@ impl Writer {
         // Audit entries that queued up ride along in the same transaction.
         audit::insert(&mut tx, &self.pending_audit).await?;
         tx.commit().await?;
+        for (project, row) in &violation_rows {
+            self.cfg.alerts.offer(project, row);
+        }
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
         Ok(outcomes)

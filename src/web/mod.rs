@@ -3,6 +3,7 @@
 //! Each resource has its own `router()`; [`app`] merges them and adds the layers: request ids,
 //! timeouts, security headers, CORS, the latency histogram and the one place errors are logged.
 
+pub mod ablation;
 pub mod audit;
 pub mod error;
 pub mod keys;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub rules: Arc<LiveRules>,
     pub auth: Arc<Authenticator>,
+    /// Background ablation jobs.
+    pub jobs: Arc<ablation::Jobs>,
     /// Live WebSocket ingest connections (`connected_agents`).
     pub connected_agents: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: PrometheusHandle,
@@ -69,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rules::router())
         .merge(keys::router())
         .merge(audit::router())
+        .merge(ablation::router())
         .merge(ops::router())
         .merge(crate::ingest::otlp::langfuse_router())
         .layer(limits::layer(

@@ -106,9 +106,15 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
     }
 }
 
+/// A plain HTTP client (after installing the TLS provider reqwest needs).
+pub fn client() -> reqwest::Client {
+    audittrail::server::install_tls_provider();
+    reqwest::Client::new()
+}
+
 /// Creates the owner key of a fresh server.
 pub async fn bootstrap(base: &str) -> String {
-    let resp = reqwest::Client::new()
+    let resp = client()
         .post(format!("{base}/api/v1/keys/bootstrap"))
         .json(&json!({"name": "test-owner"}))
         .send()
@@ -129,6 +135,7 @@ pub fn client_with_key(key: &str) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {key}").parse().expect("header value"),
     );
+    audittrail::server::install_tls_provider();
     reqwest::Client::builder()
         .default_headers(headers)
         .build()
