@@ -15,11 +15,6 @@ fn rules_dir() -> PathBuf {
 
 fn bench_rules(c: &mut Criterion) {
     let dir = rules_dir();
-    let dir = if dir.join("cost_guard.rhai").exists() {
-        dir
-    } else {
-        PathBuf::from("/work/main/rules")
-    };
     let rules = RuleSet::load_dir(&dir).expect("default rules load");
     let llm = json!({"event_id": "0193a7c2", "project": "default", "trace_id": "tr-1", "span_id": "sp-3",
         "parent_span_id": "sp-1", "kind": "llm", "name": "chat.completions", "agent": "support-bot",

@@ -23,4 +23,6 @@ cargo build --locked --release --bin audittrail
 cargo test --locked --no-run --all-targets
 
 log "tests"
-cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-4}"
+cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
+log "benches (criterion test mode: each benchmark runs once)"
+cargo test --locked --benches

@@ -12,14 +12,9 @@ fn rules_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")
 }
 
-/// Path of the shipped rules; the scratch crate mirrors the main repo's layout.
+/// Path of the shipped rules.
 fn default_rules_dir() -> PathBuf {
-    let local = rules_dir();
-    if local.join("cost_guard.rhai").exists() {
-        local
-    } else {
-        PathBuf::from("/work/main/rules")
-    }
+    rules_dir()
 }
 
 const HEADER: &str = "const DESCRIPTION = \"test rule\";\nconst SEVERITY = \"high\";\n";
