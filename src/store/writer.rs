@@ -382,6 +382,10 @@ impl Writer {
         let mut violation_rows = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let rules = self.cfg.rules.current();
+        let no_rules = rules.rules().is_empty();
+        if no_rules && self.totals.trace_count() + self.totals.session_count() > 0 {
+            self.totals.clear();
+        }
         // Pass 1, in log order: drop duplicates and compute each event's view of its trace and
         // session totals (cheap, sequential — this is what makes evaluation deterministic).
         let mut accepted: Vec<(usize, &PreparedEvent, TraceView)> = Vec::new();
@@ -399,7 +403,11 @@ impl Writer {
                         continue;
                     }
                 }
-                let view = if ev.is_guard() {
+                // No rules: nothing reads totals. Dropping them is safe because a later
+                // evaluation rebuilds any trace's totals from the log on a cache miss.
+                let view = if no_rules {
+                    TraceView::default()
+                } else if ev.is_guard() {
                     self.totals.peek(&ev.body)
                 } else {
                     load_totals(&mut tx, &mut self.totals, ev).await?;
