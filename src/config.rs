@@ -140,6 +140,15 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_RATE_LIMIT_QUERIES", default_value_t = 100)]
     pub rate_limit_queries: u32,
 
+    /// Requests processed at once; more wait their turn (bounded work and memory). Limit
+    /// connections themselves in nginx (`limit_conn`).
+    #[arg(
+        long,
+        env = "AUDITTRAIL_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
+
     /// Largest request body accepted, in bytes (413 beyond).
     #[arg(long, env = "AUDITTRAIL_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
