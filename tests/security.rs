@@ -468,6 +468,14 @@ async fn responses_carry_security_headers_and_exact_cors() {
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert_eq!(
+        h["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert!(
+        !h.contains_key("strict-transport-security"),
+        "no HSTS over plain HTTP from an untrusted peer"
+    );
+    assert_eq!(
         h["access-control-allow-origin"],
         "https://audit.example.com"
     );
@@ -643,5 +651,29 @@ async fn cli_key_commands_manage_keys_the_server_honours() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&list.stdout).contains(key.split('_').nth(1).unwrap()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hsts_only_when_a_trusted_proxy_says_the_request_came_over_tls() {
+    let app = spawn_app_with(&["--trusted-proxies", "127.0.0.1"]).await;
+    let via_tls = app
+        .client
+        .get(app.url("/api/v1/health"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        via_tls.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let plain = app
+        .client
+        .get(app.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!plain.headers().contains_key("strict-transport-security"));
     app.stop().await;
 }

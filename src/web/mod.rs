@@ -106,6 +106,12 @@ pub fn app(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
+        // An API that serves no pages: nothing may be loaded, framed or scripted from it.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), hsts))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -128,6 +134,29 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 }
 
 /// Records the latency histogram and logs each failed request once, with its internal cause.
+/// HSTS when the request reached us over TLS: nginx terminates TLS and says so in
+/// `X-Forwarded-Proto`, which is believed only from a trusted proxy.
+async fn hsts(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let tls = peer.is_some_and(|p| state.config.trusted_proxies.contains(&p))
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            == Some("https");
+    let mut resp = next.run(req).await;
+    if tls {
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    resp
+}
+
 async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
