@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{TEST_SECRET, base_args, batch, binary, event, spawn_app};
@@ -205,26 +205,11 @@ async fn replay_rebuilds_identical_trace_summaries() {
 #[tokio::test]
 async fn sigkill_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let start = |dir: &Path| {
-        let mut args = base_args(dir);
-        args.remove(0);
-        let bind = args.iter().position(|a| a == "--bind").unwrap() + 1;
-        args[bind] = format!("127.0.0.1:{port}");
-        Command::new(binary())
-            .args(args)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let port = common::free_port();
+    let start = |dir: &Path| common::serve_command(dir, port).spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start(dir.path());
-    wait_ready(&common::client(), &base).await;
+    common::wait_ready(&base).await;
     let client = common::client_with_key(&common::bootstrap(&base).await);
 
     let stop_at = Instant::now() + Duration::from_millis(1500);
@@ -276,7 +261,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     assert!(acked.len() > 100, "the load ran ({} acked)", acked.len());
 
     let mut server = start(dir.path());
-    wait_ready(&client, &base).await;
+    common::wait_ready(&base).await;
     let mut c = conn(dir.path()).await;
     let stored: std::collections::HashSet<String> =
         sqlx::query_scalar("SELECT event_id FROM events")
@@ -300,19 +285,4 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         "chain verifies after the crash: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if client
-            .get(format!("{base}/api/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not start");
 }

@@ -6,10 +6,8 @@ mod common;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::{base_args, binary};
 use serde_json::{Value, json};
 
 /// Values the redactor must remove, each with the context a real trace would give it.
@@ -64,36 +62,15 @@ fn find_leaks(haystack: &[u8], place: &str, leaks: &mut Vec<String>) {
 #[tokio::test]
 async fn seeded_pii_reaches_no_response_file_or_log_line() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let log_path = dir.path().join("server.log");
-    let mut args = base_args(dir.path());
-    args.remove(0);
-    let bind = args.iter().position(|a| a == "--bind").unwrap() + 1;
-    args[bind] = format!("127.0.0.1:{port}");
-    let mut server = Command::new(binary())
-        .args(&args)
-        .arg("serve")
+    let mut server = common::serve_command(dir.path(), port)
         .env("AUDITTRAIL_LOG", "debug")
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if common::client()
-            .get(format!("{base}/api/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready(&base).await;
     let key = common::bootstrap(&base).await;
     let client = common::client_with_key(&key);
 

@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{base_args, binary, event, spawn_app_with};
+use common::{event, spawn_app_with};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -120,37 +119,11 @@ async fn acks_in_order_survive_bad_messages_and_bound_size() {
 #[tokio::test]
 async fn acknowledged_sequence_numbers_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut args = base_args(dir.path());
-    args.remove(0);
-    let bind = args.iter().position(|a| a == "--bind").unwrap() + 1;
-    args[bind] = format!("127.0.0.1:{port}");
-    let start = || {
-        Command::new(binary())
-            .args(&args)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let port = common::free_port();
+    let start = || common::serve_command(dir.path(), port).spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start();
-    for _ in 0..200 {
-        if common::client()
-            .get(format!("{base}/api/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready(&base).await;
     let key = common::bootstrap(&base).await;
     let mut ws = connect(&base, Some(&key)).await.unwrap();
     let mut acked = Vec::new();
@@ -183,17 +156,7 @@ async fn acknowledged_sequence_numbers_survive_kill_9() {
     }
     assert!(acked.len() > 5, "the load ran");
     let mut server = start();
-    for _ in 0..200 {
-        if common::client()
-            .get(format!("{base}/api/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready(&base).await;
     let client = common::client_with_key(&key);
     for s in &acked {
         let body: Value = client

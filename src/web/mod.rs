@@ -9,6 +9,7 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod ops;
+pub mod params;
 pub mod rules;
 pub mod traces;
 

@@ -3,22 +3,18 @@
 use axum::extract::{Query, Request, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::params::QueryErrors;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
-use crate::event::FieldError;
 use crate::ingest::body::{parse_json, read_limited};
 use crate::ingest::http::ingest_error;
 use crate::rules::{Decision, RuleOutcome, Severity, decision};
 use crate::store::violations::{self, ViolationFilter, ViolationRow};
-
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -74,76 +70,32 @@ struct ViolationParams {
     limit: Option<String>,
 }
 
-fn time(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    let v = v?;
-    DateTime::parse_from_rfc3339(v)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            errors.push(FieldError {
-                path: name.into(),
-                message: "invalid RFC 3339 timestamp".into(),
-            });
-            None
-        })
-}
-
 async fn list_violations(
     State(state): State<AppState>,
     principal: Principal,
     Query(p): Query<ViolationParams>,
 ) -> Result<Json<Value>, ApiError> {
     let project = principal.authorize(Permission::TracesRead, "violations.list")?;
-    let mut errors = Vec::new();
+    let mut errors = QueryErrors::default();
     let min_severity = p.severity.as_deref().and_then(|s| {
         Severity::parse(s).or_else(|| {
-            errors.push(FieldError {
-                path: "severity".into(),
-                message: "must be info, warning, high or critical".into(),
-            });
+            errors.push("severity", "must be info, warning, high or critical");
             None
         })
     });
-    if let Some(o) = p
-        .outcome
+    if p.outcome
         .as_deref()
-        .filter(|o| !["violation", "rule_error"].contains(o))
+        .is_some_and(|o| !["violation", "rule_error"].contains(&o))
     {
-        let _ = o;
-        errors.push(FieldError {
-            path: "outcome".into(),
-            message: "must be violation or rule_error".into(),
-        });
+        errors.push("outcome", "must be violation or rule_error");
     }
-    let from = time("from", p.from.as_deref(), &mut errors);
-    let to = time("to", p.to.as_deref(), &mut errors);
-    let limit = match p.limit.as_deref().map(str::parse::<u64>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError {
-                path: "limit".into(),
-                message: format!("must be an integer from 1 to {MAX_LIMIT}"),
-            });
-            DEFAULT_LIMIT
-        }
-    };
-    let cursor = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => c.parse::<i64>().ok().filter(|n| *n > 0).or_else(|| {
-            errors.push(FieldError {
-                path: "cursor".into(),
-                message: "is not a cursor this server issued".into(),
-            });
-            None
-        }),
-    };
-    if !errors.is_empty() {
-        return Err(ApiError {
-            code: "invalid_query",
-            ..ApiError::validation(errors)
-        });
-    }
+    let from = errors.time("from", p.from.as_deref());
+    let to = errors.time("to", p.to.as_deref());
+    let limit = errors.limit(p.limit.as_deref());
+    let cursor = errors.cursor(p.cursor.as_deref(), |c| {
+        c.parse::<i64>().ok().filter(|n| *n > 0)
+    });
+    errors.finish()?;
     let filter = ViolationFilter {
         rule_id: p.rule,
         min_severity,

@@ -4,20 +4,16 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::params::QueryErrors;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
-use crate::event::FieldError;
 use crate::store::query::{self, Cursor, TraceFilter, TraceStatus};
 
-/// Page size when the client gives none, and the most it may ask for.
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 500;
 /// Spans returned with one trace.
 const MAX_SPANS: u64 = 10_000;
 
@@ -38,71 +34,27 @@ struct ListParams {
     limit: Option<String>,
 }
 
-fn time_param(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    let v = v?;
-    match DateTime::parse_from_rfc3339(v) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
-            errors.push(FieldError {
-                path: name.into(),
-                message: "invalid RFC 3339 timestamp".into(),
-            });
-            None
-        }
-    }
-}
-
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let project = principal.authorize(Permission::TracesRead, "traces.list")?;
-    let mut errors = Vec::new();
+    let mut errors = QueryErrors::default();
     let status = match p.status.as_deref() {
         None => None,
         Some("ok") => Some(TraceStatus::Ok),
         Some("error") => Some(TraceStatus::Error),
         Some(_) => {
-            errors.push(FieldError {
-                path: "status".into(),
-                message: "must be ok or error".into(),
-            });
+            errors.push("status", "must be ok or error");
             None
         }
     };
-    let from = time_param("from", p.from.as_deref(), &mut errors);
-    let to = time_param("to", p.to.as_deref(), &mut errors);
-    let limit = match p.limit.as_deref().map(str::parse::<u64>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError {
-                path: "limit".into(),
-                message: format!("must be an integer from 1 to {MAX_LIMIT}"),
-            });
-            DEFAULT_LIMIT
-        }
-    };
-    let cursor = match p.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => match Cursor::decode(c) {
-            Some(c) => Some(c),
-            None => {
-                errors.push(FieldError {
-                    path: "cursor".into(),
-                    message: "is not a cursor this server issued".into(),
-                });
-                None
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(ApiError {
-            code: "invalid_query",
-            ..ApiError::validation(errors)
-        });
-    }
+    let from = errors.time("from", p.from.as_deref());
+    let to = errors.time("to", p.to.as_deref());
+    let limit = errors.limit(p.limit.as_deref());
+    let cursor = errors.cursor(p.cursor.as_deref(), Cursor::decode);
+    errors.finish()?;
     let filter = TraceFilter {
         agent: p.agent,
         session_id: p.session_id,

@@ -225,3 +225,46 @@ pub fn batch(events: Vec<Value>) -> Value {
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_audittrail")
 }
+
+/// A free port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The built binary serving `dir` on 127.0.0.1:`port`, output discarded (override as needed).
+pub fn serve_command(dir: &Path, port: u16) -> std::process::Command {
+    let mut args = base_args(dir);
+    args.remove(0);
+    let bind = args
+        .iter()
+        .position(|a| a == "--bind")
+        .expect("base args bind")
+        + 1;
+    args[bind] = format!("127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args(args)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// Waits until the server at `base` answers its health check.
+pub async fn wait_ready(base: &str) {
+    for _ in 0..200 {
+        if client()
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("server at {base} did not start");
+}
