@@ -677,3 +677,55 @@ async fn hsts_only_when_a_trusted_proxy_says_the_request_came_over_tls() {
     assert!(!plain.headers().contains_key("strict-transport-security"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_project_scoped_admin_pages_through_only_its_projects_audit_entries() {
+    let app = spawn_app().await;
+    let (_, intruder) = create_key(&app, &["tenant-z"], &["traces:read"]).await;
+    let intruder = client_with_key(&intruder);
+    // Denied attempts against two other projects, interleaved.
+    for _ in 0..3 {
+        for target in ["tenant-a", "tenant-c"] {
+            let resp = intruder
+                .get(app.url("/api/v1/traces"))
+                .header("x-audittrail-project", target)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 404);
+        }
+    }
+    let (_, admin_a) = create_key(&app, &["tenant-a"], &["admin:all"]).await;
+    let admin_a = client_with_key(&admin_a);
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = call(
+            &admin_a,
+            "GET",
+            app.url(&format!("/api/v1/audit?limit=2&cursor={cursor}")),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let entries = page["entries"].as_array().unwrap();
+        assert!(
+            entries.iter().all(|e| e["project"] == "tenant-a"),
+            "only tenant-a: {page}"
+        );
+        seen.extend(entries.iter().map(|e| e["id"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(entries.len(), 2, "pages are full until the last one");
+                cursor = c.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        3,
+        "the three denials against tenant-a, each once"
+    );
+    app.stop().await;
+}

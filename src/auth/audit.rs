@@ -124,27 +124,22 @@ pub async fn list(
 ) -> Result<(Vec<Value>, Option<i64>), StoreError> {
     let rows = sqlx::query(
         "SELECT * FROM audit_log WHERE (?1 IS NULL OR event_type = ?1) AND (?2 IS NULL OR principal = ?2) \
-         AND (?3 IS NULL OR result = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5",
+         AND (?3 IS NULL OR result = ?3) AND (?4 IS NULL OR id < ?4) \
+         AND (?6 IS NULL OR project IN (SELECT value FROM json_each(?6))) ORDER BY id DESC LIMIT ?5",
     )
     .bind(&f.event_type)
     .bind(&f.principal)
     .bind(&f.result)
     .bind(before_id)
     .bind(limit + 1)
+    // The key's projects as a JSON list, so the scope is applied before the LIMIT.
+    .bind(f.projects.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()))
     .fetch_all(pool)
     .await?;
     let mut out = Vec::new();
     let mut last = None;
-    for r in rows.iter() {
+    for r in rows.iter().take(limit.max(0) as usize) {
         let project: Option<String> = r.try_get("project")?;
-        if let Some(allowed) = &f.projects
-            && !project.as_ref().is_some_and(|p| allowed.contains(p))
-        {
-            continue;
-        }
-        if out.len() as i64 == limit {
-            break;
-        }
         let id: i64 = r.try_get("id")?;
         last = Some(id);
         let metadata: String = r.try_get("metadata")?;
