@@ -14,7 +14,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::event::format_time;
 use crate::rules::{RuleOutcome, RuleSet, RunningTotals};
-use crate::store::StoreError;
+use crate::store::{StoreError, parse_body};
 
 #[derive(Debug, Clone, Default)]
 pub struct AblationRange {
@@ -121,11 +121,7 @@ pub async fn run(
         let seq: i64 = row.try_get("seq")?;
         let record_type: String = row.try_get("record_type")?;
         let body: String = row.try_get("body")?;
-        let body: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-                seq,
-                reason: format!("body is not JSON: {e}"),
-            })?;
+        let body = parse_body(seq, &body)?;
         read += 1;
         if read.is_multiple_of(10_000) {
             progress(read);

@@ -211,6 +211,30 @@ fn batch_template(n: usize) -> String {
     json!({ "events": events }).to_string()
 }
 
+/// Posts one body and reads the answer: 200 for an accepted batch (HTTP 200 or 202), the
+/// status otherwise, 0 when the request failed.
+async fn post_status(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> u16 {
+    match client
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let st = r.status().as_u16();
+            let _ = r.bytes().await;
+            if st == 202 { 200 } else { st }
+        }
+        Err(_) => 0,
+    }
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let template = Arc::new(batch_template(args.batch.max(1)));
     let event_bytes = template.len() / args.batch.max(1);
@@ -290,20 +314,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                 let status: u16 = match door {
                     Door::Http => {
                         let body = template.replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
-                        match client
-                            .post(&url)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await
-                        {
-                            Ok(r) => {
-                                let st = r.status().as_u16();
-                                let _ = r.bytes().await;
-                                if st == 202 { 200 } else { st }
-                            }
-                            Err(_) => 0,
-                        }
+                        post_status(&client, &url, "application/json", body).await
                     }
                     Door::Otlp => {
                         let mut id = [0u8; 16];
@@ -312,20 +323,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                                 .unwrap_or(0);
                         }
                         let body = otlp_body(&id, batch as usize);
-                        match client
-                            .post(&otlp_url)
-                            .header("content-type", "application/x-protobuf")
-                            .body(body)
-                            .send()
-                            .await
-                        {
-                            Ok(r) => {
-                                let st = r.status().as_u16();
-                                let _ = r.bytes().await;
-                                st
-                            }
-                            Err(_) => 0,
-                        }
+                        post_status(&client, &otlp_url, "application/x-protobuf", body).await
                     }
                     Door::Ws => {
                         use futures_util::{SinkExt, StreamExt};

@@ -151,20 +151,7 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
     for (place, body) in &responses {
         find_leaks(body, &format!("the {place} response"), &mut leaks);
     }
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let p = entry.unwrap().path();
-        if p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("audittrail.db")
-        {
-            find_leaks(
-                &std::fs::read(&p).unwrap(),
-                &p.display().to_string(),
-                &mut leaks,
-            );
-        }
-    }
+    scan_database_files(dir.path(), &mut leaks);
     terminate(&mut server);
     let mut log = Vec::new();
     std::fs::File::open(&log_path)
@@ -176,21 +163,7 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
         "the log ran at debug level"
     );
     find_leaks(&log, "the server log", &mut leaks);
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let p = entry.unwrap().path();
-        if p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("audittrail.db")
-        {
-            find_leaks(
-                &std::fs::read(&p).unwrap(),
-                &p.display().to_string(),
-                &mut leaks,
-            );
-        }
-    }
-    find_leaks(&log, "the server log", &mut Vec::new());
+    scan_database_files(dir.path(), &mut leaks);
     assert!(
         !String::from_utf8_lossy(&log).contains(key.split('_').nth(1).unwrap()),
         "the key's secret never reaches the log"
@@ -205,6 +178,20 @@ async fn seeded_pii_reaches_no_response_file_or_log_line() {
     );
 
     assert!(Path::new(&log_path).exists());
+}
+
+/// The database, its WAL and shared-memory files, byte for byte.
+fn scan_database_files(dir: &std::path::Path, leaks: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audittrail.db")
+        {
+            find_leaks(&std::fs::read(&p).unwrap(), &p.display().to_string(), leaks);
+        }
+    }
 }
 
 /// SIGTERM, then wait: the graceful path flushes and checkpoints.

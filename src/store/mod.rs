@@ -151,6 +151,14 @@ impl Store {
     }
 }
 
+/// Parses a stored record body; a body that is not JSON is a corrupt record at `seq`.
+pub fn parse_body(seq: i64, body: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        seq,
+        reason: format!("body is not JSON: {e}"),
+    })
+}
+
 fn wal_path(db: &Path) -> PathBuf {
     PathBuf::from(format!("{}-wal", db.display()))
 }

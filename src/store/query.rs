@@ -216,10 +216,7 @@ pub async fn get_trace(
     for row in rows {
         let seq: i64 = row.try_get("seq")?;
         let body: String = row.try_get("body")?;
-        let mut v: Value = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-            seq,
-            reason: format!("body is not JSON: {e}"),
-        })?;
+        let mut v = super::parse_body(seq, &body)?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("seq".into(), seq.into());
         }

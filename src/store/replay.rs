@@ -11,7 +11,7 @@ use sqlx::{Connection, Row};
 
 use super::projection::{self, TraceBatch};
 use super::violations;
-use super::{Store, StoreError};
+use super::{Store, StoreError, parse_body};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -44,11 +44,7 @@ pub async fn rebuild(
         let project: String = row.try_get("project")?;
         let record_type: String = row.try_get("record_type")?;
         let body: String = row.try_get("body")?;
-        let body: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-                seq,
-                reason: format!("body is not JSON: {e}"),
-            })?;
+        let body = parse_body(seq, &body)?;
         if record_type == "span" {
             if let Some((trace_id, facts)) = projection::span_facts(seq, &body) {
                 batch.add(&project, trace_id, facts);

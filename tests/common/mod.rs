@@ -106,6 +106,16 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
     }
 }
 
+/// Status and body (JSON, or the raw text when it is not JSON).
+pub async fn json_response(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 /// A plain HTTP client (after installing the TLS provider reqwest needs).
 pub fn client() -> reqwest::Client {
     audittrail::server::install_tls_provider();
@@ -159,12 +169,7 @@ impl TestApp {
             .send()
             .await
             .expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        json_response(resp).await
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
@@ -184,12 +189,7 @@ impl TestApp {
             .send()
             .await
             .expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        json_response(resp).await
     }
 
     /// Graceful shutdown; returns the data directory so a test can inspect or reopen it.
