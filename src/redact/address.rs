@@ -29,6 +29,48 @@ fn push(text: &str, s: usize, m: &str, out: &mut Vec<Hit>) {
     out.push(Hit::new(s, end, PiiType::Address));
 }
 
+/// Street words that open a Romance (Italian, Spanish, Portuguese) street line.
+const ROMANCE_TYPES: &[&str] = &[
+    "Via",
+    "Viale",
+    "Piazza",
+    "Piazzale",
+    "Corso",
+    "Contrada",
+    "Incrocio",
+    "Stretto",
+    "Borgo",
+    "Largo",
+    "Vicolo",
+    "Rotonda",
+    "Canale",
+    "Strada",
+    "Vico",
+    "Lungomare",
+    "C.",
+    "Calle",
+    "Avenida",
+    "Avda.",
+    "Plaza",
+    "Paseo",
+    "Camino",
+    "Glorieta",
+    "Urbanización",
+    "Ronda",
+    "Rambla",
+    "Carretera",
+    "Cañada",
+    "Callejón",
+    "Pasaje",
+    "Vía",
+    "Acceso",
+    "Alameda",
+    "Travesía",
+    "Rua",
+    "Praça",
+    "Travessa",
+];
+
 /// French street words (the `french` regex's alternation).
 const FR_TYPES: &[&str] = &[
     "rue",
@@ -90,6 +132,8 @@ pub(super) struct Addresses {
     germanic: Regex,
     french: Regex,
     romance: Regex,
+    /// The Romance street words followed by a space: where the `romance` layout can start.
+    romance_words: aho_corasick::AhoCorasick,
 }
 
 fn re(p: &str) -> Regex {
@@ -111,17 +155,36 @@ impl Addresses {
             french: re(
                 r"^[0-9]{1,4}(?: ?(?:bis|ter))?,? (?:rue|avenue|boulevard|bd|chemin|impasse|place|allée|quai|route|cours|passage|square|voie|rond-point) (?:de la |de l'|du |des |de |d')?[\p{L}'\-]+(?: \p{Lu}[\p{L}'\-]+){0,3}",
             ),
-            romance: re(
-                r"(?:Via|Viale|Piazza|Piazzale|Corso|Contrada|Incrocio|Stretto|Borgo|Largo|Vicolo|Rotonda|Canale|Strada|Vico|Lungomare|C\.|Calle|Avenida|Avda\.|Plaza|Paseo|Camino|Glorieta|Urbanización|Ronda|Rambla|Carretera|Cañada|Callejón|Pasaje|Vía|Acceso|Alameda|Travesía|Rua|Praça|Travessa) (?:de (?:la |los |las )?|del |da |do |dos )?\p{Lu}[\p{L}'\-]+(?: (?:de |del |di )?\p{Lu}[\p{L}'\-]+){0,3},? [0-9]{1,4}(?: (?:Piano|Appartamento|Interno|Scala|Piso|Puerta|Apt\.) [0-9]+)?",
-            ),
+            romance: re(&format!(
+                r"^(?:{}) (?:de (?:la |los |las )?|del |da |do |dos )?\p{{Lu}}[\p{{L}}'\-]+(?: (?:de |del |di )?\p{{Lu}}[\p{{L}}'\-]+){{0,3}},? [0-9]{{1,4}}(?: (?:Piano|Appartamento|Interno|Scala|Piso|Puerta|Apt\.) [0-9]+)?",
+                ROMANCE_TYPES
+                    .iter()
+                    .map(|w| regex::escape(w))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            )),
+            romance_words: aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(ROMANCE_TYPES.iter().map(|w| format!("{w} ")))
+                .expect("built-in street words compile"),
         }
     }
 
-    /// Street-type-first layouts (Italian, Spanish, Portuguese): one regex over the text;
-    /// its literal street words give the regex engine a fast prefilter.
+    /// Street-type-first layouts (Italian, Spanish, Portuguese): the street words are found
+    /// with one vectorised Aho-Corasick pass and the layout is matched, anchored, only there.
+    /// (Run unanchored over the whole text, the regex engine chose a reverse-inner search
+    /// that cost about a sixth of all redaction time.)
     pub(super) fn scan(&self, text: &str, out: &mut Vec<Hit>) {
-        for m in self.romance.find_iter(text) {
-            push(text, m.start(), m.as_str(), out);
+        let mut next = 0;
+        for m in self.romance_words.find_iter(text) {
+            if m.start() < next {
+                continue;
+            }
+            let before = out.len();
+            self.anchored(&self.romance, text, m.start(), out);
+            if let Some(h) = out.get(before) {
+                next = h.end;
+            }
         }
     }
 

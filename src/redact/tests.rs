@@ -177,6 +177,21 @@ const POSITIVE: &[(&str, &str, PiiType)] = &[
         PiiType::Address,
     ),
     (
+        "spedire a Via Giuseppe Verdi, 15 Piano 2 entro lunedì",
+        "Via Giuseppe Verdi, 15 Piano 2",
+        PiiType::Address,
+    ),
+    (
+        "enviar a la Calle de la Princesa 25, Madrid",
+        "Calle de la Princesa 25",
+        PiiType::Address,
+    ),
+    (
+        "morada: Rua Augusta 100, Lisboa",
+        "Rua Augusta 100",
+        PiiType::Address,
+    ),
+    (
         "I was born on 24/06/1996, so",
         "24/06/1996",
         PiiType::DateOfBirth,
