@@ -20,7 +20,8 @@ pub(super) struct GateHits {
     /// Byte offsets just after each birth word (`born`, `DOB`, ...).
     pub(super) birth_at: Vec<usize>,
     pub(super) ssn: bool,
-    pub(super) secret: bool,
+    /// Byte offsets where each secret word (`pass`, `token`, `key`, ...) starts.
+    pub(super) secret_at: Vec<usize>,
     pub(super) bearer: bool,
     pub(super) cookie: bool,
     pub(super) aws: bool,
@@ -100,7 +101,7 @@ impl Gates {
             match self.group.get(m.pattern().as_usize()) {
                 Some(0) => f.birth_at.push(m.end()),
                 Some(1) => f.ssn = true,
-                Some(2) => f.secret = true,
+                Some(2) => f.secret_at.push(m.start()),
                 Some(3) => f.bearer = true,
                 Some(4) => f.cookie = true,
                 Some(5) => f.aws = true,

@@ -93,8 +93,9 @@ impl Secrets {
                 r"|eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]{4,}){0,2}",
                 r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
             )),
+            // anchored: tried only where the keyword gate saw a secret word
             assignment: re(
-                r#"(?i)(?:pass|pwd|secret|token|key|credential)[A-Za-z0-9_\-]*["']?[ \t]*(?:=>|=|:)[ \t]*["']?[^\s"'&,;<>]+"#,
+                r#"(?i)^(?:pass|pwd|secret|token|key|credential)[A-Za-z0-9_\-]*["']?[ \t]*(?:=>|=|:)[ \t]*["']?[^\s"'&,;<>]+"#,
             ),
             curl: re(r#"(?:\s-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:[^\s'"]{1,128}"#),
             bearer: re(r"(?i)(?:bearer|basic)[ \t]+[A-Za-z0-9._~+/\-]{8,}=*"),
@@ -117,22 +118,33 @@ impl Secrets {
             }
             out.push(Hit::new(s, e, PiiType::ApiKey));
         }
-        if gates.secret {
-            for m in self.assignment.find_iter(text) {
+        // Run unanchored, this regex made the engine search backwards from every `:` and `=`
+        // of a JSON text; anchored at the gate's secret words it only reads candidates.
+        let mut done = 0;
+        for &at in &gates.secret_at {
+            if at < done {
+                continue;
+            }
+            let Some(m) = text.get(at..).and_then(|t| self.assignment.find(t)) else {
+                continue;
+            };
+            let (ms, me) = (at + m.start(), at + m.end());
+            done = me;
+            {
                 // the key runs back to the start of its identifier (`AWS_SECRET_ACCESS_KEY`)
                 let bytes = text.as_bytes();
-                let mut ks = m.start();
+                let mut ks = ms;
                 while ks > 0
                     && (bytes[ks - 1].is_ascii_alphanumeric()
                         || matches!(bytes[ks - 1], b'_' | b'.' | b'-'))
                 {
                     ks -= 1;
                 }
-                let body = m.as_str();
+                let body = &text[ms..me];
                 let Some(sep) = body.find(['=', ':']) else {
                     continue;
                 };
-                let key = &text[ks..m.start() + sep];
+                let key = &text[ks..ms + sep];
                 let vstart = body[sep..]
                     .find(|c: char| !matches!(c, '=' | ':' | '>' | ' ' | '\t' | '"' | '\''))
                     .map_or(body.len(), |i| sep + i);
@@ -141,7 +153,7 @@ impl Secrets {
                     && plausible_secret_value(value)
                     && !value.starts_with("Bearer")
                 {
-                    out.push(Hit::new(m.start() + vstart, m.end(), PiiType::ApiKey));
+                    out.push(Hit::new(ms + vstart, me, PiiType::ApiKey));
                 }
             }
         }
