@@ -71,6 +71,27 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The load generator's four agent steps (~0.9 KB each, many short fields): the per-event
+    // cost the pipeline figures include.
+    let steps: Vec<_> = (0..4)
+        .map(|i| audittrail::loadgen::sample_event("0193a7c2deadbeef0193a7c2deadbeef", i))
+        .collect();
+    g.throughput(Throughput::Bytes(
+        steps.iter().map(|e| e.to_string().len() as u64).sum(),
+    ));
+    g.bench_function("redact_json_loadgen_4_steps", |b| {
+        b.iter_batched(
+            || steps.clone(),
+            |mut vs| {
+                let mut counts = TypeCounts::new();
+                for v in &mut vs {
+                    r.redact_json(v, &mut counts).expect("event is shallow");
+                }
+                vs
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 

@@ -41,6 +41,19 @@ fn bench_rules(c: &mut Criterion) {
             b.iter(|| rules.evaluate(black_box(event), black_box(&view)))
         });
     }
+    // The load generator's four steps (~0.9 KB each): what the pipeline figures are made of.
+    let mut totals_lg = RunningTotals::default();
+    let steps: Vec<_> = (0..4)
+        .map(|i| audittrail::loadgen::sample_event("0193a7c2deadbeef0193a7c2deadbeef", i))
+        .collect();
+    let views: Vec<_> = steps.iter().map(|e| totals_lg.observe(e)).collect();
+    c.bench_function("six_rules/loadgen_4_steps", |b| {
+        b.iter(|| {
+            for (e, v) in steps.iter().zip(&views) {
+                black_box(rules.evaluate(black_box(e), black_box(v)));
+            }
+        })
+    });
     c.bench_function("running_totals/observe", |b| {
         b.iter(|| totals.observe(black_box(&llm)))
     });

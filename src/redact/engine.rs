@@ -189,22 +189,81 @@ impl Redactor {
     }
 }
 
-/// Key-driven rules for a JSON field: the key names what the whole value is.
-fn field_hits(key: &str, text: &str, r: &Redactor, hits: &mut Vec<Hit>) {
+const KEY_SECRET: u8 = 1;
+const KEY_DOB: u8 = 2;
+const KEY_PERSON: u8 = 4;
+const KEY_SSN: u8 = 8;
+const KEY_PHONE: u8 = 16;
+
+/// What a JSON key says about its value (`KEY_*` bits), from the lower-cased key.
+fn key_class(key: &str) -> u8 {
     let k = key.to_ascii_lowercase();
-    let whole = |kind| Hit::new(0, text.trim_end().len(), kind);
-    if secrets::is_secret_key(&k) && secrets::plausible_secret_value(text) {
-        hits.push(whole(PiiType::ApiKey));
-    } else if dates::is_dob_key(&k) {
-        r.dates.scan_as_dob(text, hits);
-    } else if names::is_person_key(&k) {
-        r.names.scan_value(text, hits);
-    } else if has(&k, "ssn") || has(&k, "social_security") {
-        detectors::bare_ssn(text, hits);
-    } else if ["phone", "mobile", "cell", "tel", "fax", "msisdn"]
+    let mut c = 0;
+    if secrets::is_secret_key(&k) {
+        c |= KEY_SECRET;
+    }
+    if dates::is_dob_key(&k) {
+        c |= KEY_DOB;
+    }
+    if names::is_person_key(&k) {
+        c |= KEY_PERSON;
+    }
+    if has(&k, "ssn") || has(&k, "social_security") {
+        c |= KEY_SSN;
+    }
+    if ["phone", "mobile", "cell", "tel", "fax", "msisdn"]
         .iter()
         .any(|w| has(&k, w))
     {
+        c |= KEY_PHONE;
+    }
+    c
+}
+
+/// Most keys of a trace schema repeat in every event; their classes are kept per thread.
+const KEY_CACHE_MAX: usize = 4096;
+
+thread_local! {
+    // SipHash (the std default), not FNV: the keys come from clients.
+    static KEY_CLASSES: std::cell::RefCell<std::collections::HashMap<Box<str>, u8>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// [`key_class`], memoised: one hash lookup instead of some forty substring tests.
+fn cached_key_class(key: &str) -> u8 {
+    if key.len() > 64 {
+        return key_class(key);
+    }
+    KEY_CLASSES.with(|cell| {
+        let mut m = cell.borrow_mut();
+        if let Some(&c) = m.get(key) {
+            return c;
+        }
+        let c = key_class(key);
+        if m.len() >= KEY_CACHE_MAX {
+            m.clear();
+        }
+        m.insert(key.into(), c);
+        c
+    })
+}
+
+/// Key-driven rules for a JSON field: the key names what the whole value is.
+fn field_hits(key: &str, text: &str, r: &Redactor, hits: &mut Vec<Hit>) {
+    let c = cached_key_class(key);
+    if c == 0 {
+        return;
+    }
+    let whole = |kind| Hit::new(0, text.trim_end().len(), kind);
+    if c & KEY_SECRET != 0 && secrets::plausible_secret_value(text) {
+        hits.push(whole(PiiType::ApiKey));
+    } else if c & KEY_DOB != 0 {
+        r.dates.scan_as_dob(text, hits);
+    } else if c & KEY_PERSON != 0 {
+        r.names.scan_value(text, hits);
+    } else if c & KEY_SSN != 0 {
+        detectors::bare_ssn(text, hits);
+    } else if c & KEY_PHONE != 0 {
         let t = text.trim();
         let digits = t.bytes().filter(u8::is_ascii_digit).count();
         if (7..=15).contains(&digits)

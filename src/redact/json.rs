@@ -61,9 +61,17 @@ fn walk(
             }
         }
         Value::Object(map) => {
+            // Values in place; the map is rebuilt only when a key itself holds PII.
+            let mut key_pii = false;
+            for (k, val) in map.iter_mut() {
+                walk(r, val, Some(k), depth + 1, counts)?;
+                key_pii = key_pii || !r.detect(k).is_empty();
+            }
+            if !key_pii {
+                return Ok(());
+            }
             let old = std::mem::take(map);
-            for (k, mut val) in old {
-                walk(r, &mut val, Some(&k), depth + 1, counts)?;
+            for (k, val) in old {
                 let mut nk = r.redact_str(&k, counts).into_owned();
                 // two keys redacting to the same label must not overwrite each other
                 let mut n = 1;
