@@ -6,7 +6,10 @@
 //!
 //! Rule contract: a file defines `const DESCRIPTION = "…";`, `const SEVERITY = "…";` (info,
 //! warning, high, critical), any threshold constants, and `fn check(event, trace)` returning
-//! `()` or `#{severity?: "…", message?: "…"}`.
+//! `()` or `#{severity?: "…", message?: "…"}`. An optional `const KINDS = ["tool", "guard"];`
+//! names the event kinds the rule applies to: for any other kind `check` is not called at all
+//! (and an event no rule applies to is never converted to Rhai). Without `KINDS` a rule sees
+//! every event.
 //!
 //! How constants reach functions (Rhai functions are pure and cannot see globals): at load,
 //! the file's top level runs once in a [`Scope`]; its constants are collected and the AST is
@@ -72,9 +75,27 @@ pub struct Rule {
     ast: AST,
     /// The file's top-level constants, visible to every function through the resolver.
     constants: Constants,
+    /// `const KINDS`: the event kinds `check` is called for; `None` = every kind.
+    kinds: Option<Vec<String>>,
 }
 
 impl Rule {
+    /// The event kinds the rule applies to (`const KINDS`); `None` = every kind.
+    pub fn kinds(&self) -> Option<&[String]> {
+        self.kinds.as_deref()
+    }
+
+    /// Whether `check` runs for an event of this kind.
+    fn applies_to(&self, event: &Value) -> bool {
+        match &self.kinds {
+            None => true,
+            Some(kinds) => event
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| kinds.iter().any(|x| x == k)),
+        }
+    }
+
     /// The file stem, e.g. `cost_guard`.
     pub fn id(&self) -> &str {
         &self.id
@@ -195,10 +216,13 @@ impl RuleSet {
 
     /// Runs every rule's `check(event, trace)`; returns violations and rule errors only.
     pub fn evaluate(&self, event: &Value, trace: &TraceView) -> Vec<RuleOutcome> {
+        let mut applicable = self.rules.iter().filter(|r| r.applies_to(event)).peekable();
+        if applicable.peek().is_none() {
+            return Vec::new();
+        }
         let event = engine::to_rhai(event);
         let trace = trace.to_rhai();
-        self.rules
-            .iter()
+        applicable
             .filter_map(|rule| self.run(rule, &event, &trace))
             .collect()
     }
@@ -210,7 +234,10 @@ impl RuleSet {
         event: &Value,
         trace: &TraceView,
     ) -> Option<RuleOutcome> {
-        let rule = self.rules.iter().find(|r| r.id == rule_id)?;
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.id == rule_id && r.applies_to(event))?;
         self.run(rule, &engine::to_rhai(event), &trace.to_rhai())
     }
 
@@ -356,6 +383,20 @@ fn compile_rule(engine: &Engine, path: &Path, src: &str) -> Result<Rule, Vec<Rul
         let msg = "missing or invalid `const SEVERITY` (one of info, warning, high, critical)";
         errors.push(RuleLoadError::new(path, Position::NONE, msg));
     }
+    let kinds = match constants.get("KINDS") {
+        None => None,
+        Some(v) => {
+            let list = v.clone().into_typed_array::<rhai::ImmutableString>().ok();
+            match list.filter(|l| !l.is_empty()) {
+                Some(l) => Some(l.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                None => {
+                    let msg = "`const KINDS` must be a non-empty array of event kinds (strings)";
+                    errors.push(RuleLoadError::new(path, Position::NONE, msg));
+                    None
+                }
+            }
+        }
+    };
     if !ast
         .iter_functions()
         .any(|f| f.name == "check" && f.params.len() == 2)
@@ -383,5 +424,6 @@ fn compile_rule(engine: &Engine, path: &Path, src: &str) -> Result<Rule, Vec<Rul
         path: path.to_owned(),
         ast,
         constants: Arc::new(constants),
+        kinds,
     })
 }

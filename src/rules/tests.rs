@@ -389,3 +389,51 @@ fn native_helpers_behave_like_the_script_versions() {
         "{outcomes:?}"
     );
 }
+
+#[test]
+fn kinds_limits_which_events_a_rule_sees() {
+    let set = one_rule(
+        "const KINDS = [\"tool\", \"guard\"];\nfn check(event, trace) { #{ message: `saw ${event.kind}` } }",
+    );
+    assert_eq!(
+        set.rules()[0].kinds(),
+        Some(&["tool".to_owned(), "guard".to_owned()][..])
+    );
+    let view = TraceView::default();
+    assert!(
+        set.evaluate(&llm_event(), &view).is_empty(),
+        "llm is not in KINDS"
+    );
+    let mut tool = llm_event();
+    tool["kind"] = json!("tool");
+    match set.evaluate(&tool, &view).as_slice() {
+        [RuleOutcome::Violation { message, .. }] => assert_eq!(message, "saw tool"),
+        other => panic!("expected the rule to fire on a tool call, got {other:?}"),
+    }
+    let mut no_kind = llm_event();
+    no_kind.as_object_mut().map(|m| m.remove("kind"));
+    assert!(set.evaluate(&no_kind, &view).is_empty());
+    // without KINDS a rule sees every kind
+    let all = one_rule("fn check(event, trace) { #{ message: \"x\" } }");
+    assert_eq!(all.rules()[0].kinds(), None);
+    assert_eq!(all.evaluate(&llm_event(), &view).len(), 1);
+}
+
+#[test]
+fn invalid_kinds_is_a_load_error() {
+    for bad in [
+        "const KINDS = \"tool\";",
+        "const KINDS = [];",
+        "const KINDS = [1, 2];",
+    ] {
+        let errs = RuleSet::from_sources([(
+            "t.rhai",
+            format!("{HEADER}{bad}\nfn check(event, trace) {{}}"),
+        )])
+        .expect_err(bad);
+        assert!(
+            errs.iter().any(|e| e.message.contains("KINDS")),
+            "{bad}: {errs:?}"
+        );
+    }
+}

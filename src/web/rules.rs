@@ -46,6 +46,7 @@ async fn list_rules(
                 "id": r.id(),
                 "description": r.description(),
                 "severity": r.severity().as_str(),
+                "kinds": r.kinds(),
                 "hits": s.map(|s| s.1).unwrap_or(0),
                 "errors": s.map(|s| s.2).unwrap_or(0),
                 "last_error": runtime.get(r.id()).cloned().or_else(|| s.and_then(|s| s.3.clone())),
