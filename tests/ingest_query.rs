@@ -334,15 +334,7 @@ async fn health_instance_and_metrics_report_real_state() {
         &batch(vec![event("m", "s", "2026-11-22T10:00:00Z")]),
     )
     .await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     for metric in [
         "audittrail_events_accepted_total{door=\"http\"}",
         "audittrail_http_request_duration_seconds_bucket",

@@ -280,15 +280,7 @@ async fn runaway_rules_are_stopped_and_the_event_is_still_stored() {
             .iter()
             .all(|r| r["last_error"].is_string())
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("audittrail_rule_errors_total"));
     app.stop().await;
     assert_eq!(

@@ -130,31 +130,29 @@ impl Secrets {
             };
             let (ms, me) = (at + m.start(), at + m.end());
             done = me;
+            // the key runs back to the start of its identifier (`AWS_SECRET_ACCESS_KEY`)
+            let bytes = text.as_bytes();
+            let mut ks = ms;
+            while ks > 0
+                && (bytes[ks - 1].is_ascii_alphanumeric()
+                    || matches!(bytes[ks - 1], b'_' | b'.' | b'-'))
             {
-                // the key runs back to the start of its identifier (`AWS_SECRET_ACCESS_KEY`)
-                let bytes = text.as_bytes();
-                let mut ks = ms;
-                while ks > 0
-                    && (bytes[ks - 1].is_ascii_alphanumeric()
-                        || matches!(bytes[ks - 1], b'_' | b'.' | b'-'))
-                {
-                    ks -= 1;
-                }
-                let body = &text[ms..me];
-                let Some(sep) = body.find(['=', ':']) else {
-                    continue;
-                };
-                let key = &text[ks..ms + sep];
-                let vstart = body[sep..]
-                    .find(|c: char| !matches!(c, '=' | ':' | '>' | ' ' | '\t' | '"' | '\''))
-                    .map_or(body.len(), |i| sep + i);
-                let value = &body[vstart..];
-                if is_secret_key(&key.to_ascii_lowercase())
-                    && plausible_secret_value(value)
-                    && !value.starts_with("Bearer")
-                {
-                    out.push(Hit::new(ms + vstart, me, PiiType::ApiKey));
-                }
+                ks -= 1;
+            }
+            let body = &text[ms..me];
+            let Some(sep) = body.find(['=', ':']) else {
+                continue;
+            };
+            let key = &text[ks..ms + sep];
+            let vstart = body[sep..]
+                .find(|c: char| !matches!(c, '=' | ':' | '>' | ' ' | '\t' | '"' | '\''))
+                .map_or(body.len(), |i| sep + i);
+            let value = &body[vstart..];
+            if is_secret_key(&key.to_ascii_lowercase())
+                && plausible_secret_value(value)
+                && !value.starts_with("Bearer")
+            {
+                out.push(Hit::new(ms + vstart, me, PiiType::ApiKey));
             }
         }
         if gates.dsn {

@@ -85,14 +85,12 @@ impl Rule {
         self.kinds.as_deref()
     }
 
-    /// Whether `check` runs for an event of this kind.
-    fn applies_to(&self, event: &Value) -> bool {
-        match &self.kinds {
-            None => true,
-            Some(kinds) => event
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| kinds.iter().any(|x| x == k)),
+    /// Whether `check` runs for an event of this kind (`None`: the event has no kind).
+    fn applies_to(&self, kind: Option<&str>) -> bool {
+        match (&self.kinds, kind) {
+            (None, _) => true,
+            (Some(kinds), Some(k)) => kinds.iter().any(|x| x == k),
+            (Some(_), None) => false,
         }
     }
 
@@ -216,7 +214,8 @@ impl RuleSet {
 
     /// Runs every rule's `check(event, trace)`; returns violations and rule errors only.
     pub fn evaluate(&self, event: &Value, trace: &TraceView) -> Vec<RuleOutcome> {
-        let mut applicable = self.rules.iter().filter(|r| r.applies_to(event)).peekable();
+        let kind = event_kind(event);
+        let mut applicable = self.rules.iter().filter(|r| r.applies_to(kind)).peekable();
         if applicable.peek().is_none() {
             return Vec::new();
         }
@@ -237,7 +236,7 @@ impl RuleSet {
         let rule = self
             .rules
             .iter()
-            .find(|r| r.id == rule_id && r.applies_to(event))?;
+            .find(|r| r.id == rule_id && r.applies_to(event_kind(event)))?;
         self.run(rule, &engine::to_rhai(event), &trace.to_rhai())
     }
 
@@ -262,6 +261,10 @@ impl RuleSet {
             }),
         }
     }
+}
+
+fn event_kind(event: &Value) -> Option<&str> {
+    event.get("kind").and_then(Value::as_str)
 }
 
 /// Turns `check`'s return value into an outcome (`None` = did not fire).

@@ -192,6 +192,12 @@ impl TestApp {
         json_response(resp).await
     }
 
+    /// The body of a GET as text (e.g. `/metrics`).
+    pub async fn get_text(&self, path: &str) -> String {
+        let resp = self.client.get(self.url(path)).send().await;
+        resp.expect("request").text().await.expect("body")
+    }
+
     /// Graceful shutdown; returns the data directory so a test can inspect or reopen it.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.shutdown.take() {
