@@ -169,6 +169,47 @@ async fn retried_batches_are_stored_once() {
     app.stop().await;
 }
 
+/// Many clients retrying the same batch at once: the writer evaluates one group of requests
+/// while it commits the previous one, and each event must still be stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_store_each_event_once() {
+    let app = spawn_app().await;
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut e = event(
+                &format!("race-{}", i % 4),
+                &format!("s{i}"),
+                "2026-11-22T10:00:00Z",
+            );
+            e["event_id"] = json!(format!("race-{i}"));
+            e
+        })
+        .collect();
+    let b = batch(events);
+    for round in 0..3 {
+        let posts = (0..16).map(|_| app.post_json("/api/v1/traces", &b));
+        let replies = futures_util::future::join_all(posts).await;
+        let stored: u64 = replies
+            .iter()
+            .map(|(status, body)| {
+                assert_eq!(*status, 202, "{body}");
+                40 - body["duplicates"].as_u64().unwrap()
+            })
+            .sum();
+        let expected = if round == 0 { 40 } else { 0 };
+        assert_eq!(
+            stored, expected,
+            "round {round}: events newly stored across all replies"
+        );
+    }
+    for t in 0..4 {
+        let (_, body) = app.get(&format!("/api/v1/traces/race-{t}")).await;
+        assert_eq!(body["trace"]["span_count"], 10, "{body}");
+        assert_eq!(body["spans"].as_array().unwrap().len(), 10);
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_input_is_rejected_with_paths_and_stores_nothing() {
     let app = spawn_app_with(&["--max-body-bytes", "20000", "--max-batch-events", "5"]).await;

@@ -473,3 +473,145 @@ async fn ablation_jobs_compare_history_with_a_changed_rule_set() {
     );
     app.stop().await;
 }
+
+/// `audittrail rules replay` on a stopped server's data: the stored violations must be exactly
+/// what the rules give when the log is replayed in order.
+fn assert_replay_matches(dir: &Path) {
+    let mut args = base_args(dir);
+    args.remove(0);
+    let out = Command::new(binary())
+        .args(&args)
+        .args(["rules", "replay"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no differences"), "{stdout}");
+}
+
+fn with_tokens(mut e: Value, tokens: u64) -> Value {
+    e["usage"] = json!({"input_tokens": tokens, "output_tokens": 0, "cost_usd": 0.01});
+    e
+}
+
+/// Many concurrent requests feeding the same traces: the writer evaluates one group while it
+/// commits the previous one, yet each trace crosses its token budget exactly once, and a
+/// replay of the log reproduces the stored violations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_see_exact_running_totals() {
+    let app = spawn_in(tempfile::tempdir().unwrap(), &[]).await;
+    // 8 traces x 60 events x 5,000 tokens: the 41st event of each trace passes 200,000.
+    let requests: Vec<Value> = (0..24)
+        .map(|r| {
+            batch(
+                (0..20)
+                    .map(|j| {
+                        let g = r * 20 + j;
+                        with_tokens(
+                            ev(&format!("conc-{}", g % 8), &format!("s{g}"), "llm"),
+                            5000,
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let replies =
+        futures_util::future::join_all(requests.iter().map(|b| app.post_json("/api/v1/traces", b)))
+            .await;
+    let mut crossings: Vec<String> = Vec::new();
+    for (status, body) in &replies {
+        assert_eq!(*status, 202, "{body}");
+        for v in body["violations"].as_array().unwrap() {
+            if v["rule_id"] == "token_budget" {
+                crossings.push(v["trace_id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    crossings.sort();
+    let expected: Vec<String> = (0..8).map(|t| format!("conc-{t}")).collect();
+    assert_eq!(crossings, expected, "one budget crossing per trace");
+    let dir = app.stop().await;
+    assert_replay_matches(dir.path());
+}
+
+/// A commit that fails (here: a trigger that aborts it) must not leak into the totals later
+/// events are judged by. Each later event is either refused (a retryable 503, since it was
+/// evaluated against the failed batch) or accepted with totals that leave the failed events out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_leaves_no_trace_in_later_totals() {
+    use sqlx::Connection;
+    let app = spawn_in(tempfile::tempdir().unwrap(), &[]).await;
+    let url = format!("sqlite://{}", app.db_path().display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.body LIKE '%POISON-PILL%' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let mut refused = 0;
+    for k in 0..12 {
+        let trace = format!("fail-{k}");
+        let mut pill = with_tokens(ev(&trace, "pill", "llm"), 150_000);
+        pill["name"] = json!("POISON-PILL");
+        let pill = batch(vec![pill]);
+        let later: Vec<Value> = (0..6)
+            .map(|i| {
+                batch(vec![with_tokens(
+                    ev(&trace, &format!("later-{i}"), "llm"),
+                    10_000,
+                )])
+            })
+            .collect();
+        let filler = batch(
+            (0..50)
+                .map(|i| ev(&format!("filler-{k}"), &format!("f{i}"), "tool"))
+                .collect(),
+        );
+        let (pill_reply, later_replies, filler_reply) = tokio::join!(
+            app.post_json("/api/v1/traces", &pill),
+            futures_util::future::join_all(
+                later.iter().map(|b| app.post_json("/api/v1/traces", b))
+            ),
+            app.post_json("/api/v1/traces", &filler),
+        );
+        assert_eq!(pill_reply.0, 500, "{}", pill_reply.1);
+        assert!(
+            matches!(filler_reply.0, 202 | 500 | 503),
+            "{}",
+            filler_reply.1
+        );
+        for (status, body) in later_replies {
+            match status {
+                202 => assert!(
+                    !fired(&body).contains(&"token_budget".to_owned()),
+                    "an accepted event was judged with the failed event's tokens: {body}"
+                ),
+                // Committed in the same transaction as the pill.
+                500 => {}
+                503 => {
+                    assert_eq!(body["code"], "retry", "{body}");
+                    refused += 1;
+                }
+                other => panic!("unexpected status {other}: {body}"),
+            }
+        }
+    }
+    eprintln!("{refused} requests were refused for a retry");
+    // The writer recovers: a clean request goes through and health is ok again.
+    let (status, _) = app
+        .post_json("/api/v1/traces", &batch(vec![ev("after", "a", "llm")]))
+        .await;
+    assert_eq!(status, 202);
+    let (_, health) = app.get("/api/v1/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    let dir = app.stop().await;
+    assert_replay_matches(dir.path());
+}

@@ -58,6 +58,11 @@ pub fn ingest_error(e: IngestError) -> ApiError {
             "the write queue is full; retry after the indicated delay",
             1,
         ),
+        IngestError::Append(AppendError::Retry) => ApiError::unavailable(
+            "retry",
+            "an earlier write failed; nothing of this request was stored, send it again",
+            1,
+        ),
         IngestError::Append(AppendError::Closed) => {
             ApiError::unavailable("shutting_down", "the server is shutting down", 5)
         }

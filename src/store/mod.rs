@@ -95,6 +95,12 @@ impl Store {
         Ok(write_options(&self.location.path).connect().await?)
     }
 
+    /// A dedicated read-only connection, outside the readers' pool (the writer's evaluation
+    /// stage holds one for duplicate checks and rebuilding running totals).
+    pub async fn read_connection(&self) -> Result<SqliteConnection, StoreError> {
+        Ok(read_options(&self.location.path).connect().await?)
+    }
+
     /// Copies the WAL back into the database file in the background (PASSIVE: never blocks the
     /// writer or readers): every 25 ms while the WAL holds more than ~1 MB, so the writer's own
     /// catch-up pass (see `writer::bound_wal`) finds almost nothing left to copy.

@@ -1,29 +1,37 @@
-//! The single writer: group commit of concurrent append requests.
+//! The single writer: group commit of concurrent append requests, in two stages.
 //!
-//! Requests arrive on a bounded queue. The writer takes one, drains whatever else is already
-//! waiting (up to [`WriterConfig::max_batch_events`]), and commits them all in one transaction —
-//! one fsync for many requests. Each request's reply is sent only after that commit.
+//! Requests arrive on a bounded queue. The evaluation stage takes one, drains whatever else is
+//! already waiting (up to [`WriterConfig::max_batch_events`]), drops duplicates, updates the
+//! running totals in log order and evaluates the rules. The commit stage then links the batch
+//! into the hash chain and commits it in one transaction — one fsync for many requests — and
+//! only then answers each request. The stages overlap: batch N+1 is evaluated while batch N is
+//! inserted and fsynced.
+//!
+//! Overlap stays exact. The evaluation stage treats ids still in flight as stored and never
+//! evicts totals that in-flight events touched. If a commit fails, the batches already
+//! evaluated against it are refused ([`AppendError::Retry`], a retryable 503 — never a false
+//! acknowledgement) and the totals are rebuilt from the log.
 //!
 //! Back-pressure: [`WriterHandle::append`] never waits for queue space; a full queue is
 //! [`AppendError::Busy`], which ingest turns into `503` + `Retry-After`, so memory stays bounded.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
+use sea_query::{Expr, ExprTrait, Order, Query, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use serde::Serialize;
 use sqlx::{Connection, Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::chain::{self, ChainKey, Hash};
 use super::checkpoint::{Checkpoint, CheckpointFile};
 use super::projection::{TraceBatch, TraceSummaryRow};
 use super::record::{OutcomeRecord, PreparedEvent};
-use super::schema::Events;
+use super::schema::{Events, RecordType};
 use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
 use crate::auth::audit::{self, AuditEntry};
@@ -66,6 +74,10 @@ pub struct AppendOutcome {
 pub enum AppendError {
     #[error("the write queue is full")]
     Busy,
+    /// An earlier batch failed to commit after this one was evaluated against it; nothing of
+    /// this one was stored and sending it again is safe.
+    #[error("an earlier write failed; nothing of this request was stored, retry it")]
+    Retry,
     #[error("the writer has stopped")]
     Closed,
     #[error("the store failed to commit: {0}")]
@@ -142,18 +154,74 @@ struct Head {
     link: Hash,
 }
 
-struct Writer {
+/// State the two stages share.
+struct Shared {
+    /// Bumped by the commit stage when a commit fails. A batch evaluated under an older
+    /// generation may have counted the rolled-back events in its totals or taken one of their
+    /// ids for a duplicate, so the commit stage refuses it (retryable; never acknowledged).
+    generation: AtomicU64,
+    /// Client-chosen ids (`project\x1f event_id`) of batches evaluated but not yet committed,
+    /// with the generation that claimed them.
+    in_flight_ids: Mutex<HashMap<String, u64>>,
+    /// Events handed to the commit stage and not yet committed or refused.
+    in_flight_events: watch::Sender<usize>,
+}
+
+/// A batch the evaluation stage has finished: duplicates dropped, rules evaluated.
+struct Evaluated {
+    generation: u64,
+    requests: Vec<AppendRequest>,
+    /// One per request; event ids and duplicates filled in, violations added at commit.
+    outcomes: Vec<AppendOutcome>,
+    /// The events to store, in log order, with their rule outcomes.
+    accepted: Vec<Accepted>,
+    /// Keys this batch holds in [`Shared::in_flight_ids`].
+    claimed: Vec<String>,
+    events: usize,
+}
+
+struct Accepted {
+    request: usize,
+    event: usize,
+    results: Vec<RuleOutcome>,
+}
+
+/// Stage one: reads requests, drops duplicates, keeps running totals and evaluates rules.
+/// It works on batch N+1 while the commit stage writes batch N, so rule evaluation overlaps
+/// the insert and the fsync instead of waiting for them.
+struct Evaluator {
+    conn: SqliteConnection,
+    totals: RunningTotals,
+    /// Most events that may be in flight (evaluated, not committed) with none of their traces
+    /// or sessions evicted from `totals`: each event touches one trace and one session entry
+    /// with the newest ticks, and an eviction drops only the oldest eighth.
+    totals_safe: usize,
+    rules: Arc<LiveRules>,
+    max_batch_events: usize,
+    shared: Arc<Shared>,
+    /// The generation `totals` belong to.
+    generation: u64,
+    /// Totals were not kept (no rules were loaded) since they were last known complete.
+    totals_stale: bool,
+}
+
+/// Stage two: links, inserts and commits evaluated batches, then answers their requests.
+struct Committer {
     conn: SqliteConnection,
     /// Audit entries drained for the current transaction.
     pending_audit: Vec<AuditEntry>,
-    totals: RunningTotals,
     head: Head,
     cfg: WriterConfig,
     status: Arc<WriterStatus>,
     last_checkpoint: Instant,
+    shared: Arc<Shared>,
 }
 
-/// Starts the writer task. It ends, after flushing, when every [`WriterHandle`] is dropped.
+/// Batches waiting between the stages (beyond the one being committed).
+const STAGE_QUEUE: usize = 1;
+
+/// Starts the writer's two tasks. They end, after flushing, when every [`WriterHandle`] is
+/// dropped; the returned handle joins the commit stage, which ends last.
 pub async fn spawn(
     store: &Store,
     cfg: WriterConfig,
@@ -174,18 +242,39 @@ pub async fn spawn(
         healthy: AtomicBool::new(true),
         head_seq: AtomicI64::new(head.seq),
     });
-    let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-    let writer = Writer {
+    let shared = Arc::new(Shared {
+        generation: AtomicU64::new(0),
+        in_flight_ids: Mutex::new(HashMap::new()),
+        in_flight_events: watch::channel(0).0,
+    });
+    // Room for every batch that can be in flight (one per stage plus the queue between them)
+    // with an eighth to spare for eviction.
+    let max_batch = cfg.max_batch_events.max(1);
+    let totals_cap = (4 * max_batch).max(10_000);
+    let evaluator = Evaluator {
+        conn: store.read_connection().await?,
+        totals: RunningTotals::new(totals_cap, totals_cap),
+        totals_safe: totals_cap - totals_cap / 8 - 1,
+        rules: cfg.rules.clone(),
+        max_batch_events: max_batch,
+        shared: shared.clone(),
+        generation: 0,
+        totals_stale: false,
+    };
+    let committer = Committer {
         conn,
         pending_audit: Vec::new(),
-        totals: RunningTotals::default(),
         head,
         cfg,
         status: status.clone(),
         last_checkpoint: Instant::now(),
+        shared,
     };
+    let (tx, rx) = mpsc::channel(committer.cfg.queue_capacity.max(1));
+    let (evaluated_tx, evaluated_rx) = mpsc::channel(STAGE_QUEUE);
     let (probe, probe_rx) = mpsc::channel(4);
-    let task = tokio::spawn(writer.run(rx, audit_rx, probe_rx));
+    tokio::spawn(evaluator.run(rx, evaluated_tx));
+    let task = tokio::spawn(committer.run(evaluated_rx, audit_rx, probe_rx));
     Ok((WriterHandle { tx, probe, status }, task))
 }
 
@@ -218,19 +307,267 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
     })
 }
 
-impl Writer {
+fn id_key(project: &str, event_id: &str) -> String {
+    format!("{project}\u{1f}{event_id}")
+}
+
+impl Evaluator {
+    async fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>, tx: mpsc::Sender<Evaluated>) {
+        while let Some(first) = rx.recv().await {
+            let mut events = first.events.len();
+            let mut batch = vec![first];
+            while events < self.max_batch_events {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        events += req.events.len();
+                        batch.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            metrics::gauge!("audittrail_writer_queue_depth").set(rx.len() as f64);
+            metrics::histogram!("audittrail_writer_batch_events").record(events as f64);
+            metrics::histogram!("audittrail_writer_batch_requests").record(batch.len() as f64);
+            let started = Instant::now();
+            let evaluated = self.evaluate(batch, events).await;
+            metrics::histogram!("audittrail_writer_evaluate_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match evaluated {
+                Ok(evaluated) => {
+                    self.shared
+                        .in_flight_events
+                        .send_modify(|n| *n += evaluated.events);
+                    if tx.send(evaluated).await.is_err() {
+                        break;
+                    }
+                }
+                Err((batch, err)) => {
+                    metrics::counter!("audittrail_store_errors_total").increment(1);
+                    tracing::error!(error = %err, requests = batch.len(), events, "could not read the log to check an append; nothing of it was stored");
+                    for req in batch {
+                        let _ = req.reply.send(Err(AppendError::Store(err.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until at most `limit` events are in flight in the commit stage.
+    async fn drain_to(&self, limit: usize) {
+        let mut in_flight = self.shared.in_flight_events.subscribe();
+        let _ = in_flight.wait_for(|n| *n <= limit).await;
+    }
+
+    async fn evaluate(
+        &mut self,
+        requests: Vec<AppendRequest>,
+        events: usize,
+    ) -> Result<Evaluated, (Vec<AppendRequest>, StoreError)> {
+        let rules = self.rules.current();
+        let no_rules = rules.rules().is_empty();
+        if no_rules {
+            // Nothing reads totals; they are rebuilt from the log once rules are back.
+            if self.totals.trace_count() + self.totals.session_count() > 0 {
+                self.totals.clear();
+            }
+            self.totals_stale = true;
+        } else if self.totals_stale {
+            // Batches evaluated without rules did not update totals: rebuild them from the log
+            // once every one of those batches is committed.
+            self.drain_to(0).await;
+            self.totals.clear();
+            self.totals_stale = false;
+        } else {
+            self.drain_to(self.totals_safe.saturating_sub(events)).await;
+        }
+        let generation = self.shared.generation.load(Ordering::SeqCst);
+        if generation != self.generation {
+            // A commit failed: totals counted events that were rolled back.
+            self.totals.clear();
+            self.generation = generation;
+        }
+        let prepared = match self.prepare(&requests, no_rules).await {
+            Ok(p) => p,
+            Err(e) => return Err((requests, e)),
+        };
+        let Prepared {
+            outcomes,
+            accepted,
+            claimed,
+        } = prepared;
+        // Rules run on all cores, off the async workers; each evaluation is a pure function
+        // of the redacted event and its totals.
+        let (requests, accepted) = if no_rules {
+            let accepted = accepted
+                .into_iter()
+                .map(|(request, event, _)| Accepted {
+                    request,
+                    event,
+                    results: Vec::new(),
+                })
+                .collect();
+            (requests, accepted)
+        } else {
+            let evaluated = tokio::task::spawn_blocking(move || {
+                let results: Vec<Accepted> = accepted
+                    .into_par_iter()
+                    // Chunks of events, not single events: one task each is cheaper to steal.
+                    .with_min_len(32)
+                    .map(|(request, event, view)| Accepted {
+                        request,
+                        event,
+                        results: rules.evaluate(&requests[request].events[event].body, &view),
+                    })
+                    .collect();
+                (requests, results)
+            })
+            .await;
+            match evaluated {
+                Ok(done) => done,
+                Err(e) => {
+                    // The requests moved into the panicked task; their senders are dropped,
+                    // so each waiting request ends with `Closed` rather than a false ack.
+                    tracing::error!(error = %e, "rule evaluation panicked; the batch was not stored");
+                    // Its events are in the totals: refuse every batch evaluated against them.
+                    self.shared.generation.fetch_add(1, Ordering::SeqCst);
+                    return Err((
+                        Vec::new(),
+                        StoreError::Corrupt {
+                            seq: 0,
+                            reason: format!("rule evaluation panicked: {e}"),
+                        },
+                    ));
+                }
+            }
+        };
+        {
+            let mut ids = self
+                .shared
+                .in_flight_ids
+                .lock()
+                .expect("in-flight ids lock");
+            for key in &claimed {
+                ids.insert(key.clone(), generation);
+            }
+        }
+        Ok(Evaluated {
+            generation,
+            requests,
+            outcomes,
+            accepted,
+            claimed,
+            events,
+        })
+    }
+
+    /// Pass 1, in log order: drops duplicates and computes each event's view of its trace and
+    /// session totals (cheap and sequential; this is what makes evaluation deterministic).
+    async fn prepare(
+        &mut self,
+        requests: &[AppendRequest],
+        no_rules: bool,
+    ) -> Result<Prepared, StoreError> {
+        // Ids a batch still in flight claims count as stored: it either commits, or it fails
+        // and bumps the generation, which makes the commit stage refuse this batch too. The
+        // in-flight set is read before the log, and a batch leaves it only after its commit,
+        // so an id is never missed in between.
+        let mut in_flight_dups = HashSet::new();
+        {
+            let ids = self
+                .shared
+                .in_flight_ids
+                .lock()
+                .expect("in-flight ids lock");
+            if !ids.is_empty() {
+                for (r, ev) in client_ids(requests) {
+                    if ids.get(&id_key(&ev.project, &ev.event_id)) == Some(&self.generation) {
+                        in_flight_dups.insert((r, ev.event_id.as_str()));
+                    }
+                }
+            }
+        }
+        let existing = existing_ids(
+            &mut self.conn,
+            client_ids(requests)
+                .filter(|(r, ev)| !in_flight_dups.contains(&(*r, ev.event_id.as_str())))
+                .map(|(_, ev)| ev),
+        )
+        .await?;
+        if !no_rules {
+            load_totals(
+                &mut self.conn,
+                &mut self.totals,
+                requests
+                    .iter()
+                    .flat_map(|r| &r.events)
+                    .filter(|e| !e.is_guard()),
+            )
+            .await?;
+        }
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        let mut prepared = Prepared::default();
+        for (r, req) in requests.iter().enumerate() {
+            let mut outcome = AppendOutcome {
+                event_ids: Vec::with_capacity(req.events.len()),
+                ..Default::default()
+            };
+            for (e, ev) in req.events.iter().enumerate() {
+                outcome.event_ids.push(ev.event_id.clone());
+                if ev.id_from_client {
+                    let key = (ev.project.as_str(), ev.event_id.as_str());
+                    if in_flight_dups.contains(&(r, ev.event_id.as_str()))
+                        || existing.contains(&key)
+                        || !seen.insert(key)
+                    {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    prepared.claimed.push(id_key(&ev.project, &ev.event_id));
+                }
+                let view = if no_rules {
+                    TraceView::default()
+                } else if ev.is_guard() {
+                    self.totals.peek(&ev.body)
+                } else {
+                    self.totals.observe(&ev.body)
+                };
+                prepared.accepted.push((r, e, view));
+            }
+            prepared.outcomes.push(outcome);
+        }
+        Ok(prepared)
+    }
+}
+
+#[derive(Default)]
+struct Prepared {
+    outcomes: Vec<AppendOutcome>,
+    accepted: Vec<(usize, usize, TraceView)>,
+    claimed: Vec<String>,
+}
+
+/// Events of the batch whose ids their clients chose, with their request's index.
+fn client_ids(requests: &[AppendRequest]) -> impl Iterator<Item = (usize, &PreparedEvent)> {
+    requests
+        .iter()
+        .enumerate()
+        .flat_map(|(r, req)| req.events.iter().map(move |ev| (r, ev)))
+        .filter(|(_, ev)| ev.id_from_client)
+}
+
+impl Committer {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<AppendRequest>,
+        mut rx: mpsc::Receiver<Evaluated>,
         mut audit: mpsc::Receiver<AuditEntry>,
         mut probes: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
     ) {
         let mut audit_open = true;
         loop {
-            let first = tokio::select! {
+            let batch = tokio::select! {
                 biased;
-                req = rx.recv() => match req {
-                    Some(req) => req,
+                batch = rx.recv() => match batch {
+                    Some(batch) => batch,
                     None => break,
                 },
                 Some(reply) = probes.recv() => {
@@ -253,32 +590,27 @@ impl Writer {
                     continue;
                 }
             };
+            if batch.generation != self.shared.generation.load(Ordering::SeqCst) {
+                metrics::counter!("audittrail_writer_refused_total").increment(1);
+                self.release(&batch);
+                for req in batch.requests {
+                    let _ = req.reply.send(Err(AppendError::Retry));
+                }
+                continue;
+            }
             self.pending_audit.clear();
             while let Ok(e) = audit.try_recv() {
                 self.pending_audit.push(e);
             }
-            let mut events = first.events.len();
-            let mut batch = vec![first];
-            while events < self.cfg.max_batch_events {
-                match rx.try_recv() {
-                    Ok(req) => {
-                        events += req.events.len();
-                        batch.push(req);
-                    }
-                    Err(_) => break,
-                }
-            }
-            metrics::gauge!("audittrail_writer_queue_depth").set(rx.len() as f64);
-            metrics::histogram!("audittrail_writer_batch_events").record(events as f64);
-            metrics::histogram!("audittrail_writer_batch_requests").record(batch.len() as f64);
             let started = Instant::now();
             let result = self.commit(&batch).await;
             metrics::histogram!("audittrail_writer_commit_seconds")
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcomes) => {
+                    self.release(&batch);
                     self.status.healthy.store(true, Ordering::Relaxed);
-                    for (req, outcome) in batch.into_iter().zip(outcomes) {
+                    for (req, outcome) in batch.requests.into_iter().zip(outcomes) {
                         let _ = req.reply.send(Ok(outcome));
                     }
                     if self.last_checkpoint.elapsed() >= Duration::from_millis(250) {
@@ -287,12 +619,13 @@ impl Writer {
                     }
                 }
                 Err(err) => {
-                    // The rolled-back events were already applied to the running totals.
-                    self.totals.clear();
+                    // Batches evaluated after this one counted it in their totals: refuse them.
+                    self.shared.generation.fetch_add(1, Ordering::SeqCst);
+                    self.release(&batch);
                     self.status.healthy.store(false, Ordering::Relaxed);
                     metrics::counter!("audittrail_store_errors_total").increment(1);
-                    tracing::error!(error = %err, requests = batch.len(), events, "append transaction failed; nothing of it was stored");
-                    for req in batch {
+                    tracing::error!(error = %err, requests = batch.requests.len(), events = batch.events, "append transaction failed; nothing of it was stored");
+                    for req in batch.requests {
                         let _ = req.reply.send(Err(AppendError::Store(err.to_string())));
                     }
                 }
@@ -300,6 +633,26 @@ impl Writer {
         }
         self.write_checkpoint();
         tracing::info!(head_seq = self.head.seq, "writer flushed and stopped");
+    }
+
+    /// Takes a finished (committed or refused) batch out of the in-flight state.
+    fn release(&self, batch: &Evaluated) {
+        if !batch.claimed.is_empty() {
+            let mut ids = self
+                .shared
+                .in_flight_ids
+                .lock()
+                .expect("in-flight ids lock");
+            for key in &batch.claimed {
+                // A later generation may have claimed the same id again; that claim stays.
+                if ids.get(key) == Some(&batch.generation) {
+                    ids.remove(key);
+                }
+            }
+        }
+        self.shared
+            .in_flight_events
+            .send_modify(|n| *n = n.saturating_sub(batch.events));
     }
 
     /// Under continuous writes the background checkpointer never catches up with the head, so
@@ -372,63 +725,16 @@ impl Writer {
         }
     }
 
-    async fn commit(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let mut tx = self.conn.begin().await?;
-        let existing = existing_ids(&mut tx, batch).await?;
-        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    /// Pass 3, in log order: positions, links and outcome records; then one transaction.
+    async fn commit(&mut self, batch: &Evaluated) -> Result<Vec<AppendOutcome>, StoreError> {
         let mut head = self.head;
         let mut rows: Vec<(Cow<'_, PreparedEvent>, i64, Hash)> = Vec::new();
         let mut traces = TraceBatch::default();
         let mut violation_rows = Vec::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let rules = self.cfg.rules.current();
-        let no_rules = rules.rules().is_empty();
-        if no_rules && self.totals.trace_count() + self.totals.session_count() > 0 {
-            self.totals.clear();
-        }
-        // Pass 1, in log order: drop duplicates and compute each event's view of its trace and
-        // session totals (cheap, sequential — this is what makes evaluation deterministic).
-        let mut accepted: Vec<(usize, &PreparedEvent, TraceView)> = Vec::new();
-        for (i, req) in batch.iter().enumerate() {
-            let mut outcome = AppendOutcome {
-                event_ids: Vec::with_capacity(req.events.len()),
-                ..Default::default()
-            };
-            for ev in &req.events {
-                outcome.event_ids.push(ev.event_id.clone());
-                if ev.id_from_client {
-                    let key = (ev.project.as_str(), ev.event_id.as_str());
-                    if existing.contains(&key) || !seen.insert(key) {
-                        outcome.duplicates += 1;
-                        continue;
-                    }
-                }
-                // No rules: nothing reads totals. Dropping them is safe because a later
-                // evaluation rebuilds any trace's totals from the log on a cache miss.
-                let view = if no_rules {
-                    TraceView::default()
-                } else if ev.is_guard() {
-                    self.totals.peek(&ev.body)
-                } else {
-                    load_totals(&mut tx, &mut self.totals, ev).await?;
-                    self.totals.observe(&ev.body)
-                };
-                accepted.push((i, ev, view));
-            }
-            outcomes.push(outcome);
-        }
-        // Pass 2: evaluate rules on all cores; each evaluation is a pure function of its inputs.
-        let results: Vec<Vec<RuleOutcome>> = if rules.rules().is_empty() {
-            vec![Vec::new(); accepted.len()]
-        } else {
-            accepted
-                .par_iter()
-                .map(|(_, ev, view)| rules.evaluate(&ev.body, view))
-                .collect()
-        };
-        // Pass 3, in log order: positions, links, outcome records.
-        for ((req_index, ev, _), results) in accepted.iter().zip(&results) {
-            let outcome = &mut outcomes[*req_index];
+        let mut outcomes = batch.outcomes.clone();
+        for accepted in &batch.accepted {
+            let ev = &batch.requests[accepted.request].events[accepted.event];
+            let outcome = &mut outcomes[accepted.request];
             head.seq += 1;
             head.link = self.cfg.key.link(&head.link, head.seq, &ev.digest);
             if let Some((trace_id, facts)) = &ev.facts {
@@ -442,8 +748,8 @@ impl Writer {
                 );
             }
             let cause_seq = head.seq;
-            rows.push((Cow::Borrowed(*ev), head.seq, head.link));
-            for result in results {
+            rows.push((Cow::Borrowed(ev), head.seq, head.link));
+            for result in &accepted.results {
                 if let RuleOutcome::RuleError { rule_id, message } = result {
                     metrics::counter!("audittrail_rule_errors_total", "rule" => rule_id.clone())
                         .increment(1);
@@ -466,6 +772,7 @@ impl Writer {
                 rows.push((Cow::Owned(record), head.seq, head.link));
             }
         }
+        let mut tx = self.conn.begin().await?;
         insert_records(&mut tx, &rows).await?;
         if !traces.is_empty() {
             traces.write(&mut tx).await?;
@@ -485,18 +792,14 @@ impl Writer {
     }
 }
 
-/// Client-chosen ids of this batch that the log already holds (an SDK retrying a batch).
+/// Client-chosen ids among `events` that the log already holds (an SDK retrying a batch).
 async fn existing_ids<'a>(
     conn: &mut SqliteConnection,
-    batch: &'a [AppendRequest],
+    events: impl Iterator<Item = &'a PreparedEvent>,
 ) -> Result<HashSet<(&'a str, &'a str)>, StoreError> {
     let mut found = HashSet::new();
     let mut by_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for ev in batch
-        .iter()
-        .flat_map(|r| &r.events)
-        .filter(|e| e.id_from_client)
-    {
+    for ev in events {
         by_project
             .entry(&ev.project)
             .or_default()
@@ -524,51 +827,83 @@ async fn existing_ids<'a>(
     Ok(found)
 }
 
-/// Makes sure the running totals hold this event's trace and session, rebuilding them from the
-/// log after a restart or an eviction, so rule evaluation sees the same totals a full replay
-/// of the log would.
-async fn load_totals(
+/// Makes sure the running totals hold the trace and session of every event, rebuilding the
+/// missing ones from the log (after a restart or an eviction), so rule evaluation sees the
+/// totals a full replay of the log would. One query per project and column for the batch.
+async fn load_totals<'a>(
     conn: &mut SqliteConnection,
     totals: &mut RunningTotals,
-    ev: &PreparedEvent,
+    events: impl Iterator<Item = &'a PreparedEvent>,
 ) -> Result<(), StoreError> {
-    if !totals.knows_trace(&ev.project, &ev.trace_id) {
-        let mut t = TraceTotals::default();
-        let bodies: Vec<String> = sqlx::query_scalar(
-            "SELECT body FROM events WHERE project = ? AND trace_id = ? AND record_type = 'span' AND body IS NOT NULL ORDER BY seq",
-        )
-        .bind(&ev.project)
-        .bind(&ev.trace_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        for b in bodies {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&b) {
-                t.apply(&v);
-            }
+    let mut traces: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut sessions: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for ev in events {
+        if !totals.knows_trace(&ev.project, &ev.trace_id) {
+            traces.entry(&ev.project).or_default().insert(&ev.trace_id);
         }
-        totals.seed_trace(&ev.project, &ev.trace_id, t);
+        if let Some(session) = ev
+            .session_id
+            .as_deref()
+            .filter(|s| !totals.knows_session(&ev.project, s))
+        {
+            sessions.entry(&ev.project).or_default().insert(session);
+        }
     }
-    if let Some(session) = ev
-        .session_id
-        .as_deref()
-        .filter(|s| !totals.knows_session(&ev.project, s))
-    {
-        let mut t = SessionTotals::default();
-        let bodies: Vec<String> = sqlx::query_scalar(
-            "SELECT body FROM events WHERE project = ? AND session_id = ? AND record_type = 'span' AND body IS NOT NULL ORDER BY seq",
-        )
-        .bind(&ev.project)
-        .bind(session)
-        .fetch_all(&mut *conn)
-        .await?;
-        for b in bodies {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&b) {
-                t.apply(&v);
-            }
+    for (project, ids) in traces {
+        let mut found: HashMap<String, TraceTotals> = HashMap::new();
+        for (id, body) in stored_bodies(conn, project, Events::TraceId, &ids).await? {
+            found.entry(id).or_default().apply(&body);
         }
-        totals.seed_session(&ev.project, session, t);
+        for id in ids {
+            let t = found.remove(id).unwrap_or_default();
+            totals.seed_trace(project, id, t);
+        }
+    }
+    for (project, ids) in sessions {
+        let mut found: HashMap<String, SessionTotals> = HashMap::new();
+        for (id, body) in stored_bodies(conn, project, Events::SessionId, &ids).await? {
+            found.entry(id).or_default().apply(&body);
+        }
+        for id in ids {
+            let t = found.remove(id).unwrap_or_default();
+            totals.seed_session(project, id, t);
+        }
     }
     Ok(())
+}
+
+/// The stored span bodies of `project` whose `column` is one of `ids`, in log order, with the
+/// id each belongs to.
+async fn stored_bodies(
+    conn: &mut SqliteConnection,
+    project: &str,
+    column: Events,
+    ids: &BTreeSet<&str>,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    let ids: Vec<&str> = ids.iter().copied().collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let (sql, values) = Query::select()
+            .columns([column, Events::Body])
+            .from(Events::Table)
+            .and_where(Expr::col(Events::Project).eq(project))
+            .and_where(Expr::col(column).is_in(chunk.iter().copied()))
+            .and_where(Expr::col(Events::RecordType).eq(RecordType::Span.as_str()))
+            .and_where(Expr::col(Events::Body).is_not_null())
+            .order_by(Events::Seq, Order::Asc)
+            .build_sqlx(SqliteQueryBuilder);
+        for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let id: String = row.try_get(0)?;
+            let body: String = row.try_get(1)?;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                out.push((id, v));
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn insert_records(
