@@ -364,6 +364,13 @@ fn compile_rule(engine: &Engine, path: &Path, src: &str) -> Result<Rule, Vec<Rul
     let mut constants = Scope::new();
     for (name, is_constant, value) in top.iter() {
         if is_constant {
+            // Maps and arrays are shared: the optimiser propagates constants into function
+            // bodies, and a propagated plain map would be deep-copied on every use.
+            let value = if value.is_map() || value.is_array() {
+                value.into_read_only().into_shared()
+            } else {
+                value
+            };
             constants.push_constant_dynamic(name.to_owned(), value);
         } else {
             let msg = format!("top-level `let {name}` is invisible to functions; use `const`");
