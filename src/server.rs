@@ -81,7 +81,8 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         &store,
         WriterConfig {
             queue_capacity: config.writer_queue,
-            max_batch_events: config.writer_batch_events,
+            // At least one whole request: the writer sizes its running-totals cache from this.
+            max_batch_events: config.writer_batch_events.max(config.max_batch_events),
             key: chain_key(&resolved),
             checkpoint: CheckpointFile::beside(store.path()),
             rules: rules.clone(),

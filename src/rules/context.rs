@@ -211,6 +211,17 @@ impl<T: Default + Clone> Lru<T> {
         }
     }
 
+    /// Refreshes a held entry's tick; false when the key is not held.
+    fn touch(&mut self, key: &str, tick: u64) -> bool {
+        match self.slots.get_mut(key) {
+            Some(slot) => {
+                slot.last_used = tick;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&T> {
         self.slots.get(key).map(|s| &s.totals)
     }
@@ -336,6 +347,21 @@ impl RunningTotals {
         self.traces
             .slots
             .contains_key(&format!("{project}\u{1f}{trace_id}"))
+    }
+
+    /// Like [`Self::knows_trace`], and marks a held trace as just used, so totals a batch is
+    /// about to read survive the evictions its own cache misses cause.
+    pub fn touch_trace(&mut self, project: &str, trace_id: &str) -> bool {
+        self.tick += 1;
+        self.traces
+            .touch(&format!("{project}\u{1f}{trace_id}"), self.tick)
+    }
+
+    /// Like [`Self::knows_session`], and marks a held session as just used.
+    pub fn touch_session(&mut self, project: &str, session_id: &str) -> bool {
+        self.tick += 1;
+        self.sessions
+            .touch(&format!("{project}\u{1f}{session_id}"), self.tick)
     }
 
     /// Whether totals for this session are held.

@@ -437,3 +437,22 @@ fn invalid_kinds_is_a_load_error() {
         );
     }
 }
+
+#[test]
+fn touched_totals_survive_the_next_eviction() {
+    // The writer touches every held trace of a batch before seeding the missing ones; the
+    // seeding evicts the oldest eighth, which must not include what was just touched.
+    let mut totals = RunningTotals::new(8, 8);
+    for t in 0..8 {
+        totals.seed_trace("p", &format!("t{t}"), TraceTotals::default());
+    }
+    assert!(totals.touch_trace("p", "t0"));
+    assert!(!totals.touch_trace("p", "missing"), "touch never creates");
+    totals.seed_trace("p", "t8", TraceTotals::default());
+    assert!(totals.knows_trace("p", "t0"), "the touched trace was kept");
+    assert!(
+        !totals.knows_trace("p", "t1"),
+        "the least recently used went"
+    );
+    assert!(totals.knows_trace("p", "t8"));
+}

@@ -329,7 +329,7 @@ impl Evaluator {
             metrics::histogram!("audittrail_writer_batch_events").record(events as f64);
             metrics::histogram!("audittrail_writer_batch_requests").record(batch.len() as f64);
             let started = Instant::now();
-            let evaluated = self.evaluate(batch, events).await;
+            let evaluated = self.evaluate(batch, events, &tx).await;
             metrics::histogram!("audittrail_writer_evaluate_seconds")
                 .record(started.elapsed().as_secs_f64());
             match evaluated {
@@ -352,16 +352,20 @@ impl Evaluator {
         }
     }
 
-    /// Waits until at most `limit` events are in flight in the commit stage.
-    async fn drain_to(&self, limit: usize) {
+    /// Waits until at most `limit` events are in flight in the commit stage (or it is gone).
+    async fn drain_to(&self, limit: usize, commit: &mpsc::Sender<Evaluated>) {
         let mut in_flight = self.shared.in_flight_events.subscribe();
-        let _ = in_flight.wait_for(|n| *n <= limit).await;
+        tokio::select! {
+            _ = in_flight.wait_for(|n| *n <= limit) => {}
+            _ = commit.closed() => {}
+        }
     }
 
     async fn evaluate(
         &mut self,
         requests: Vec<AppendRequest>,
         events: usize,
+        commit: &mpsc::Sender<Evaluated>,
     ) -> Result<Evaluated, (Vec<AppendRequest>, StoreError)> {
         let rules = self.rules.current();
         let no_rules = rules.rules().is_empty();
@@ -372,13 +376,15 @@ impl Evaluator {
             }
             self.totals_stale = true;
         } else if self.totals_stale {
-            // Batches evaluated without rules did not update totals: rebuild them from the log
-            // once every one of those batches is committed.
-            self.drain_to(0).await;
+            // Totals are incomplete (batches evaluated without rules did not update them) or
+            // wrong (a batch that was never stored updated them): rebuild them from the log
+            // once every batch in flight is committed.
+            self.drain_to(0, commit).await;
             self.totals.clear();
             self.totals_stale = false;
         } else {
-            self.drain_to(self.totals_safe.saturating_sub(events)).await;
+            self.drain_to(self.totals_safe.saturating_sub(events), commit)
+                .await;
         }
         let generation = self.shared.generation.load(Ordering::SeqCst);
         if generation != self.generation {
@@ -388,7 +394,11 @@ impl Evaluator {
         }
         let prepared = match self.prepare(&requests, no_rules).await {
             Ok(p) => p,
-            Err(e) => return Err((requests, e)),
+            Err(e) => {
+                // Some totals may have been seeded for events that will not be stored.
+                self.totals_stale = true;
+                return Err((requests, e));
+            }
         };
         let Prepared {
             outcomes,
@@ -428,8 +438,9 @@ impl Evaluator {
                     // The requests moved into the panicked task; their senders are dropped,
                     // so each waiting request ends with `Closed` rather than a false ack.
                     tracing::error!(error = %e, "rule evaluation panicked; the batch was not stored");
-                    // Its events are in the totals: refuse every batch evaluated against them.
-                    self.shared.generation.fetch_add(1, Ordering::SeqCst);
+                    // Its events are in the totals: rebuild them once the batches in flight
+                    // are committed (no batch was evaluated against this one).
+                    self.totals_stale = true;
                     return Err((
                         Vec::new(),
                         StoreError::Corrupt {
@@ -838,13 +849,15 @@ async fn load_totals<'a>(
     let mut traces: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut sessions: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for ev in events {
-        if !totals.knows_trace(&ev.project, &ev.trace_id) {
+        // Touching held entries keeps them among the newest, so the seeding below (which may
+        // evict the oldest eighth) cannot drop totals this batch is about to read.
+        if !totals.touch_trace(&ev.project, &ev.trace_id) {
             traces.entry(&ev.project).or_default().insert(&ev.trace_id);
         }
         if let Some(session) = ev
             .session_id
             .as_deref()
-            .filter(|s| !totals.knows_session(&ev.project, s))
+            .filter(|s| !totals.touch_session(&ev.project, s))
         {
             sessions.entry(&ev.project).or_default().insert(session);
         }
