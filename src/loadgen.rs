@@ -118,6 +118,9 @@ pub struct BenchReport {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub event_bytes: usize,
+    /// The server process's CPU time per measured event (from its `/metrics`), when the key
+    /// may read metrics and the server runs on Linux.
+    pub server_cpu_us_per_event: Option<f64>,
 }
 
 impl fmt::Display for BenchReport {
@@ -135,8 +138,24 @@ impl fmt::Display for BenchReport {
             self.max_ms,
             self.errors,
             self.busy
-        )
+        )?;
+        if let Some(cpu) = self.server_cpu_us_per_event {
+            write!(f, ", server CPU {cpu:.1} µs/event")?;
+        }
+        Ok(())
     }
+}
+
+/// The server's `audittrail_process_cpu_seconds`, if its `/metrics` is readable with this key.
+async fn server_cpu_seconds(client: &reqwest::Client, base: &str) -> Option<f64> {
+    let resp = client.get(format!("{base}/metrics")).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let text = resp.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("audittrail_process_cpu_seconds "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A realistic agent step of about 1 KB of JSON.
@@ -377,11 +396,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         }));
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let cpu_before = server_cpu_seconds(&client, &base).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration.max(1))).await;
     measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = server_cpu_seconds(&client, &base).await;
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
     let (mut events, mut errors, mut busy) = (0, 0, 0);
@@ -410,5 +431,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         p99_ms: pct(0.99),
         max_ms: lat.last().copied().unwrap_or(0.0),
         event_bytes,
+        server_cpu_us_per_event: match (cpu_before, cpu_after) {
+            (Some(a), Some(b)) if events > 0 => Some((b - a) * 1e6 / events as f64),
+            _ => None,
+        },
     })
 }

@@ -449,3 +449,34 @@ async fn sqlite_conn(path: &std::path::Path) -> sqlx::SqliteConnection {
         .await
         .unwrap()
 }
+
+/// The load generator against a real server: its events are stored, and with a key that may
+/// read metrics it reports the server's CPU time per event (from `/metrics`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_reports_throughput_and_server_cpu() {
+    let app = spawn_app().await;
+    let report = audittrail::loadgen::run(audittrail::loadgen::BenchArgs {
+        url: app.base.clone(),
+        connections: 2,
+        batch: 10,
+        duration: 1,
+        warmup: 0,
+        door: audittrail::loadgen::Door::Http,
+        key: Some(app.owner_key.clone()),
+    })
+    .await
+    .unwrap();
+    assert!(report.events > 0, "{report}");
+    assert_eq!((report.errors, report.busy), (0, 0), "{report}");
+    let cpu = report
+        .server_cpu_us_per_event
+        .expect("the owner key reads /metrics");
+    assert!(cpu > 0.0 && cpu.is_finite(), "{report}");
+    assert!(report.to_string().contains("server CPU"), "{report}");
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains("audittrail_process_resident_bytes"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
