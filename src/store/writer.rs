@@ -863,26 +863,36 @@ async fn load_totals<'a>(
         }
     }
     for (project, ids) in traces {
-        let mut found: HashMap<String, TraceTotals> = HashMap::new();
-        for (id, body) in stored_bodies(conn, project, Events::TraceId, &ids).await? {
-            found.entry(id).or_default().apply(&body);
-        }
-        for id in ids {
-            let t = found.remove(id).unwrap_or_default();
+        for (id, t) in rebuild(conn, project, Events::TraceId, &ids, TraceTotals::apply).await? {
             totals.seed_trace(project, id, t);
         }
     }
     for (project, ids) in sessions {
-        let mut found: HashMap<String, SessionTotals> = HashMap::new();
-        for (id, body) in stored_bodies(conn, project, Events::SessionId, &ids).await? {
-            found.entry(id).or_default().apply(&body);
-        }
-        for id in ids {
-            let t = found.remove(id).unwrap_or_default();
+        let rebuilt = rebuild(conn, project, Events::SessionId, &ids, SessionTotals::apply).await?;
+        for (id, t) in rebuilt {
             totals.seed_session(project, id, t);
         }
     }
     Ok(())
+}
+
+/// The totals of each of `ids` (values of `column` in `project`), folded from its stored spans
+/// in log order; an id with no stored span gets empty totals.
+async fn rebuild<'i, T: Default>(
+    conn: &mut SqliteConnection,
+    project: &str,
+    column: Events,
+    ids: &BTreeSet<&'i str>,
+    apply: fn(&mut T, &serde_json::Value),
+) -> Result<Vec<(&'i str, T)>, StoreError> {
+    let mut found: HashMap<String, T> = HashMap::new();
+    for (id, body) in stored_bodies(conn, project, column, ids).await? {
+        apply(found.entry(id).or_default(), &body);
+    }
+    Ok(ids
+        .iter()
+        .map(|id| (*id, found.remove(*id).unwrap_or_default()))
+        .collect())
 }
 
 /// The stored span bodies of `project` whose `column` is one of `ids`, in log order, with the
