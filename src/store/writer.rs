@@ -575,7 +575,7 @@ impl Committer {
     ) {
         let mut audit_open = true;
         loop {
-            let batch = tokio::select! {
+            let mut batch = tokio::select! {
                 biased;
                 batch = rx.recv() => match batch {
                     Some(batch) => batch,
@@ -614,7 +614,7 @@ impl Committer {
                 self.pending_audit.push(e);
             }
             let started = Instant::now();
-            let result = self.commit(&batch).await;
+            let result = self.commit(&mut batch).await;
             metrics::histogram!("audittrail_writer_commit_seconds")
                 .record(started.elapsed().as_secs_f64());
             match result {
@@ -737,12 +737,14 @@ impl Committer {
     }
 
     /// Pass 3, in log order: positions, links and outcome records; then one transaction.
-    async fn commit(&mut self, batch: &Evaluated) -> Result<Vec<AppendOutcome>, StoreError> {
+    /// Takes the batch's outcomes (filled in with violations); on an error they are dropped,
+    /// since every request then gets the error instead.
+    async fn commit(&mut self, batch: &mut Evaluated) -> Result<Vec<AppendOutcome>, StoreError> {
         let mut head = self.head;
         let mut rows: Vec<(Cow<'_, PreparedEvent>, i64, Hash)> = Vec::new();
         let mut traces = TraceBatch::default();
         let mut violation_rows = Vec::new();
-        let mut outcomes = batch.outcomes.clone();
+        let mut outcomes = std::mem::take(&mut batch.outcomes);
         for accepted in &batch.accepted {
             let ev = &batch.requests[accepted.request].events[accepted.event];
             let outcome = &mut outcomes[accepted.request];
