@@ -419,12 +419,7 @@ async fn rate_limits_answer_429_with_retry_after() {
     let app = spawn_app_with(&["--rate-limit-queries", "1"]).await;
     let mut limited = 0;
     for _ in 0..10 {
-        let resp = app
-            .client
-            .get(app.url("/api/v1/traces"))
-            .send()
-            .await
-            .unwrap();
+        let resp = app.get_with_headers("/api/v1/traces", &[]).await;
         if resp.status().as_u16() == 429 {
             limited += 1;
             assert!(resp.headers().contains_key("retry-after"));
@@ -451,12 +446,8 @@ async fn rate_limits_answer_429_with_retry_after() {
 async fn responses_carry_security_headers_and_exact_cors() {
     let app = spawn_app_with(&["--cors-origins", "[\"https://audit.example.com\"]"]).await;
     let resp = app
-        .client
-        .get(app.url("/api/v1/health"))
-        .header("origin", "https://audit.example.com")
-        .send()
-        .await
-        .unwrap();
+        .get_with_headers("/api/v1/health", &[("origin", "https://audit.example.com")])
+        .await;
     let h = resp.headers();
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["x-frame-options"], "DENY");
@@ -474,12 +465,8 @@ async fn responses_carry_security_headers_and_exact_cors() {
         "https://audit.example.com"
     );
     let resp = app
-        .client
-        .get(app.url("/api/v1/health"))
-        .header("origin", "https://evil.example.net")
-        .send()
-        .await
-        .unwrap();
+        .get_with_headers("/api/v1/health", &[("origin", "https://evil.example.net")])
+        .await;
     assert!(!resp.headers().contains_key("access-control-allow-origin"));
     app.stop().await;
 }
@@ -652,22 +639,13 @@ async fn cli_key_commands_manage_keys_the_server_honours() {
 async fn hsts_only_when_a_trusted_proxy_says_the_request_came_over_tls() {
     let app = spawn_app_with(&["--trusted-proxies", "127.0.0.1"]).await;
     let via_tls = app
-        .client
-        .get(app.url("/api/v1/health"))
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
+        .get_with_headers("/api/v1/health", &[("x-forwarded-proto", "https")])
+        .await;
     assert_eq!(
         via_tls.headers()["strict-transport-security"],
         "max-age=31536000; includeSubDomains"
     );
-    let plain = app
-        .client
-        .get(app.url("/api/v1/health"))
-        .send()
-        .await
-        .unwrap();
+    let plain = app.get_with_headers("/api/v1/health", &[]).await;
     assert!(!plain.headers().contains_key("strict-transport-security"));
     app.stop().await;
 }

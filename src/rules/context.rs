@@ -357,18 +357,12 @@ impl RunningTotals {
             .touch(&format!("{project}\u{1f}{trace_id}"), self.tick)
     }
 
-    /// Like [`Self::knows_session`], and marks a held session as just used.
+    /// Whether totals for this session are held, marking them as just used (see
+    /// [`Self::touch_trace`]).
     pub fn touch_session(&mut self, project: &str, session_id: &str) -> bool {
         self.tick += 1;
         self.sessions
             .touch(&format!("{project}\u{1f}{session_id}"), self.tick)
-    }
-
-    /// Whether totals for this session are held.
-    pub fn knows_session(&self, project: &str, session_id: &str) -> bool {
-        self.sessions
-            .slots
-            .contains_key(&format!("{project}\u{1f}{session_id}"))
     }
 
     /// Forgets everything (after a failed commit applied totals that were rolled back).

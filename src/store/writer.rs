@@ -201,7 +201,8 @@ struct Evaluator {
     shared: Arc<Shared>,
     /// The generation `totals` belong to.
     generation: u64,
-    /// Totals were not kept (no rules were loaded) since they were last known complete.
+    /// Totals cannot be trusted (no rules were loaded, a commit failed, an evaluation broke
+    /// off): clear them once nothing is in flight and rebuild from the log on demand.
     totals_stale: bool,
 }
 
@@ -369,6 +370,14 @@ impl Evaluator {
     ) -> Result<Evaluated, (Vec<AppendRequest>, StoreError)> {
         let rules = self.rules.current();
         let no_rules = rules.rules().is_empty();
+        // Read before anything is evaluated: if a commit fails after this, the batch carries
+        // the old generation and is refused.
+        let generation = self.shared.generation.load(Ordering::SeqCst);
+        if generation != self.generation {
+            // A commit failed: totals counted events that were rolled back.
+            self.generation = generation;
+            self.totals_stale = true;
+        }
         if no_rules {
             // Nothing reads totals; they are rebuilt from the log once rules are back.
             if self.totals.trace_count() + self.totals.session_count() > 0 {
@@ -378,19 +387,13 @@ impl Evaluator {
         } else if self.totals_stale {
             // Totals are incomplete (batches evaluated without rules did not update them) or
             // wrong (a batch that was never stored updated them): rebuild them from the log
-            // once every batch in flight is committed.
+            // once every batch in flight is committed or refused.
             self.drain_to(0, commit).await;
             self.totals.clear();
             self.totals_stale = false;
         } else {
             self.drain_to(self.totals_safe.saturating_sub(events), commit)
                 .await;
-        }
-        let generation = self.shared.generation.load(Ordering::SeqCst);
-        if generation != self.generation {
-            // A commit failed: totals counted events that were rolled back.
-            self.totals.clear();
-            self.generation = generation;
         }
         let prepared = match self.prepare(&requests, no_rules).await {
             Ok(p) => p,
@@ -482,7 +485,7 @@ impl Evaluator {
         // and bumps the generation, which makes the commit stage refuse this batch too. The
         // in-flight set is read before the log, and a batch leaves it only after its commit,
         // so an id is never missed in between.
-        let mut in_flight_dups = HashSet::new();
+        let mut known: HashSet<(&str, &str)> = HashSet::new();
         {
             let ids = self
                 .shared
@@ -490,20 +493,19 @@ impl Evaluator {
                 .lock()
                 .expect("in-flight ids lock");
             if !ids.is_empty() {
-                for (r, ev) in client_ids(requests) {
+                for ev in client_ids(requests) {
                     if ids.get(&id_key(&ev.project, &ev.event_id)) == Some(&self.generation) {
-                        in_flight_dups.insert((r, ev.event_id.as_str()));
+                        known.insert((&ev.project, &ev.event_id));
                     }
                 }
             }
         }
-        let existing = existing_ids(
+        let stored = existing_ids(
             &mut self.conn,
-            client_ids(requests)
-                .filter(|(r, ev)| !in_flight_dups.contains(&(*r, ev.event_id.as_str())))
-                .map(|(_, ev)| ev),
+            client_ids(requests).filter(|ev| !known.contains(&(&ev.project, &ev.event_id))),
         )
         .await?;
+        known.extend(stored);
         if !no_rules {
             load_totals(
                 &mut self.conn,
@@ -526,10 +528,7 @@ impl Evaluator {
                 outcome.event_ids.push(ev.event_id.clone());
                 if ev.id_from_client {
                     let key = (ev.project.as_str(), ev.event_id.as_str());
-                    if in_flight_dups.contains(&(r, ev.event_id.as_str()))
-                        || existing.contains(&key)
-                        || !seen.insert(key)
-                    {
+                    if known.contains(&key) || !seen.insert(key) {
                         outcome.duplicates += 1;
                         continue;
                     }
@@ -557,13 +556,12 @@ struct Prepared {
     claimed: Vec<String>,
 }
 
-/// Events of the batch whose ids their clients chose, with their request's index.
-fn client_ids(requests: &[AppendRequest]) -> impl Iterator<Item = (usize, &PreparedEvent)> {
+/// Events of the batch whose ids their clients chose.
+fn client_ids(requests: &[AppendRequest]) -> impl Iterator<Item = &PreparedEvent> {
     requests
         .iter()
-        .enumerate()
-        .flat_map(|(r, req)| req.events.iter().map(move |ev| (r, ev)))
-        .filter(|(_, ev)| ev.id_from_client)
+        .flat_map(|req| &req.events)
+        .filter(|ev| ev.id_from_client)
 }
 
 impl Committer {

@@ -192,6 +192,19 @@ impl TestApp {
         json_response(resp).await
     }
 
+    /// The whole response of a GET with the owner key plus `headers` (for header checks).
+    pub async fn get_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.expect("request")
+    }
+
     /// The body of a GET as text (e.g. `/metrics`).
     pub async fn get_text(&self, path: &str) -> String {
         let resp = self.client.get(self.url(path)).send().await;
