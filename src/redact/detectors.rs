@@ -27,9 +27,9 @@ pub(super) fn emails(text: &str, out: &mut Vec<Hit>) {
     let dom_ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
     let mut last_end = 0;
     // `@` and `%40` positions, via memchr-backed searches
-    let mut seps: Vec<(usize, usize)> = text.match_indices('@').map(|(i, _)| (i, 1)).collect();
-    if b.contains(&b'%') {
-        seps.extend(text.match_indices("%40").map(|(i, _)| (i, 3)));
+    let mut seps: Vec<(usize, usize)> = memchr::memchr_iter(b'@', b).map(|i| (i, 1)).collect();
+    if memchr::memchr(b'%', b).is_some() {
+        seps.extend(memchr::memmem::find_iter(b, b"%40").map(|i| (i, 3)));
         seps.sort_unstable();
     }
     for (at, sep) in seps {
@@ -70,13 +70,15 @@ pub(super) fn emails(text: &str, out: &mut Vec<Hit>) {
 }
 
 /// IPv6 addresses: maximal runs of hex digits and colons with at least two colons, found
-/// by jumping from colon to colon (`str::find` uses a vectorised byte search).
+/// by jumping from colon to colon (one vectorised `memchr` pass over the text).
 pub(super) fn ipv6s(text: &str, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     let hexc = |c: u8| c.is_ascii_hexdigit() || c == b':';
     let mut from = 0;
-    while let Some(p) = text.get(from..).and_then(|r| r.find(':')) {
-        let p = from + p;
+    for p in memchr::memchr_iter(b':', b) {
+        if p < from {
+            continue;
+        }
         let mut s = p;
         while s > 0 && hexc(b[s - 1]) {
             s -= 1;

@@ -110,10 +110,10 @@ impl Redactor {
         let gates = self.gates.check(text);
         let b = text.as_bytes();
         self.secrets.scan(text, &gates, &mut hits);
-        if b.contains(&b'@') || b.contains(&b'%') {
+        if memchr::memchr2(b'@', b'%', b).is_some() {
             detectors::emails(text, &mut hits);
         }
-        if b.contains(&b':') {
+        if memchr::memchr(b':', b).is_some() {
             detectors::ipv6s(text, &mut hits);
         }
         let clusters = numbers::clusters(text);

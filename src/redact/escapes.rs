@@ -27,10 +27,7 @@ impl Decoded {
 pub(super) fn has_escapes(s: &str) -> bool {
     let b = s.as_bytes();
     let mut from = 0;
-    while let Some(p) = b
-        .get(from..)
-        .and_then(|r| r.iter().position(|&c| c == b'\\'))
-    {
+    while let Some(p) = b.get(from..).and_then(|r| memchr::memchr(b'\\', r)) {
         let i = from + p;
         if matches!(
             b.get(i + 1),

@@ -52,7 +52,7 @@ pub fn run(mut input: impl BufRead, output: impl Write, r: &Redactor) -> std::io
         }
         let len = chunk.len();
         let mut at = 0;
-        while let Some(p) = chunk[at..].iter().position(|&c| c == b'\n') {
+        while let Some(p) = memchr::memchr(b'\n', &chunk[at..]) {
             let end = at + p;
             n += 1;
             if pending.is_empty() {
@@ -138,8 +138,29 @@ fn write_spans(text: &str, found: &[Detection], buf: &mut Vec<u8>) {
         if k > 0 {
             buf.push(b',');
         }
-        let _ = write!(buf, "[{s},{e},\"{t}\"]");
+        buf.push(b'[');
+        push_usize(s, buf);
+        buf.push(b',');
+        push_usize(e, buf);
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(t.as_bytes());
+        buf.extend_from_slice(b"\"]");
     }
+}
+
+/// Decimal digits of `n`, without the formatting machinery (spans are most of a line's output).
+fn push_usize(mut n: usize, buf: &mut Vec<u8>) {
+    let mut tmp = [0u8; 20];
+    let mut at = tmp.len();
+    loop {
+        at -= 1;
+        tmp[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[at..]);
 }
 
 /// Bytes that must be escaped inside a JSON string.
@@ -156,36 +177,62 @@ const fn escape_table() -> [bool; 256] {
 }
 static NEEDS_ESCAPE: [bool; 256] = escape_table();
 
+/// Does any of the 8 bytes of `x` need escaping: a control byte, `"` or `\\`?
+fn word_needs_escape(x: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI != 0;
+    // bytes below 0x20 (`hasless`; exact for "any byte" even when borrows ripple)
+    x.wrapping_sub(LO * 0x20) & !x & HI != 0 || zero(x ^ (LO * 0x22)) || zero(x ^ (LO * 0x5c))
+}
+
 /// Append `s` as JSON string content (same escapes as `serde_json`), copying clean runs whole.
+/// Clean 8-byte words are skipped without a per-byte table lookup.
 fn escape_into(s: &str, buf: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if !NEEDS_ESCAPE[usize::from(c)] {
-            continue;
+    let mut i = 0;
+    while let Some(w) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            for k in i..i + 8 {
+                escape_byte(b, k, &mut start, buf);
+            }
         }
-        buf.extend_from_slice(&b[start..i]);
-        match c {
-            b'"' => buf.extend_from_slice(b"\\\""),
-            b'\\' => buf.extend_from_slice(b"\\\\"),
-            b'\n' => buf.extend_from_slice(b"\\n"),
-            b'\r' => buf.extend_from_slice(b"\\r"),
-            b'\t' => buf.extend_from_slice(b"\\t"),
-            0x08 => buf.extend_from_slice(b"\\b"),
-            0x0c => buf.extend_from_slice(b"\\f"),
-            _ => buf.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(c >> 4)],
-                HEX[usize::from(c & 15)],
-            ]),
-        }
-        start = i + 1;
+        i += 8;
+    }
+    for k in i..b.len() {
+        escape_byte(b, k, &mut start, buf);
     }
     buf.extend_from_slice(&b[start..]);
+}
+
+/// If `b[i]` needs an escape: copy the clean run `b[start..i]`, then the escape.
+#[inline(always)]
+fn escape_byte(b: &[u8], i: usize, start: &mut usize, buf: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let c = b[i];
+    if !NEEDS_ESCAPE[usize::from(c)] {
+        return;
+    }
+    buf.extend_from_slice(&b[*start..i]);
+    match c {
+        b'"' => buf.extend_from_slice(b"\\\""),
+        b'\\' => buf.extend_from_slice(b"\\\\"),
+        b'\n' => buf.extend_from_slice(b"\\n"),
+        b'\r' => buf.extend_from_slice(b"\\r"),
+        b'\t' => buf.extend_from_slice(b"\\t"),
+        0x08 => buf.extend_from_slice(b"\\b"),
+        0x0c => buf.extend_from_slice(b"\\f"),
+        _ => buf.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(c >> 4)],
+            HEX[usize::from(c & 15)],
+        ]),
+    }
+    *start = i + 1;
 }
 
 /// Byte spans → code-point spans, in one pass over the text (spans are sorted).
@@ -218,4 +265,39 @@ pub fn char_spans(text: &str, found: &[Detection]) -> Vec<(usize, usize, &'stati
             (s, e, d.kind.as_str())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_matches_serde_json_at_every_alignment() {
+        // every byte that needs an escape, at every offset of an 8-byte word, among clean
+        // ASCII and multi-byte text
+        let mut specials: Vec<char> = (0u8..0x20).map(char::from).collect();
+        specials.extend(['"', '\\', '/', 'é', '😀', '\u{7f}', ' ', '!', '#', '[', ']']);
+        for c in &specials {
+            for pad in 0..17 {
+                let s = format!("{}{c}{}abc{c}", "x".repeat(pad), "é".repeat(pad % 3));
+                let mut ours = Vec::new();
+                escape_into(&s, &mut ours);
+                let theirs = serde_json::to_string(&s).unwrap();
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    theirs[1..theirs.len() - 1],
+                    "{s:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn span_offsets_are_plain_decimals() {
+        for n in [0usize, 7, 10, 99, 100, 65_535, usize::MAX] {
+            let mut buf = Vec::new();
+            push_usize(n, &mut buf);
+            assert_eq!(String::from_utf8(buf).unwrap(), n.to_string());
+        }
+    }
 }
