@@ -108,19 +108,105 @@ fn scan_urls(value: &Value, depth: usize, budget: &mut usize, push: &mut impl Fn
     }
 }
 
+/// Bytes that end a URL besides whitespace (`c.is_whitespace()` covers non-ASCII spaces).
+const URL_STOP: &[u8] = b"\"'<>()[]{}|\\^`";
+
 /// `http://` and `https://` URLs in free text, without trailing punctuation.
+///
+/// One vectorised search for `http` per URL (a prebuilt `memmem` finder), then a byte scan
+/// to the URL's end: this runs over every string of every retrieval output, in the writer.
 pub(super) fn urls_in(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = text;
+    static HTTP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("http"));
+    let mut at = 0;
     std::iter::from_fn(move || {
-        let start = match (rest.find("http://"), rest.find("https://")) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        let tail = &rest[start..];
-        let end = tail
-            .find(|c: char| c.is_whitespace() || "\"'<>()[]{}|\\^`".contains(c))
-            .unwrap_or(tail.len());
-        rest = &tail[end..];
-        Some(tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?']))
+        loop {
+            let start = at + HTTP.find(text.as_bytes().get(at..)?)?;
+            let tail = &text[start..];
+            if !(tail.starts_with("http://") || tail.starts_with("https://")) {
+                at = start + 4;
+                continue;
+            }
+            let end = tail
+                .char_indices()
+                .find(|&(_, c)| {
+                    if c.is_ascii() {
+                        c.is_ascii_whitespace() || c == '\u{0b}' || URL_STOP.contains(&(c as u8))
+                    } else {
+                        c.is_whitespace()
+                    }
+                })
+                .map_or(tail.len(), |(i, _)| i);
+            at = start + end;
+            return Some(tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?']));
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The straightforward definition `urls_in` must keep matching (stored sources feed
+    /// `rules replay`, so the URLs found in old events must not change).
+    fn reference(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        loop {
+            let start = match (rest.find("http://"), rest.find("https://")) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(s) => s,
+                    None => return out,
+                },
+            };
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| c.is_whitespace() || "\"'<>()[]{}|\\^`".contains(c))
+                .unwrap_or(tail.len());
+            rest = &tail[end..];
+            out.push(tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?']));
+        }
+    }
+
+    #[test]
+    fn finds_urls_in_prose_and_json() {
+        let text = "see https://a.example/x?q=1. and (http://b.example/y), \
+                    httpx://no http:/no https://c.example/\u{a0}tail \"https://d.example/\"";
+        assert_eq!(
+            urls_in(text).collect::<Vec<_>>(),
+            [
+                "https://a.example/x?q=1",
+                "http://b.example/y",
+                "https://c.example/",
+                "https://d.example/"
+            ]
+        );
+        assert_eq!(urls_in(text).collect::<Vec<_>>(), reference(text));
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_reference_definition(
+            parts in prop::collection::vec(
+                prop_oneof![
+                    Just("http://".to_string()),
+                    Just("https://".to_string()),
+                    Just("http".to_string()),
+                    Just("https:/".to_string()),
+                    "[a-z./?=:,;!-]{0,6}",
+                    prop::sample::select(vec![
+                        " ", "\t", "\u{0b}", "\u{0c}", "\u{a0}", "\u{3000}", "\u{85}", "é", "\"",
+                        "'", "<", ")", "]", "}", "|", "\\", "^", "`",
+                    ])
+                    .prop_map(str::to_string),
+                ],
+                0..24,
+            )
+        ) {
+            let text = parts.concat();
+            prop_assert_eq!(urls_in(&text).collect::<Vec<_>>(), reference(&text));
+        }
+    }
 }
