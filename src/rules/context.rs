@@ -158,33 +158,48 @@ fn counts(map: &BTreeMap<String, u64>) -> Dynamic {
 impl TraceView {
     /// The view as the read-only, shared Rhai map rules receive as `trace`.
     pub fn to_rhai(&self) -> Dynamic {
+        self.to_rhai_fields(None)
+    }
+
+    /// [`TraceView::to_rhai`] with only the named fields (`None`: all): the rules in force
+    /// read a few, and the kinds, redaction and sources maps cost allocations to build.
+    pub fn to_rhai_fields(&self, fields: Option<&[&str]>) -> Dynamic {
+        let want = |f: &str| fields.is_none_or(|l| l.contains(&f));
         let t = &self.trace;
         let mut m = Map::new();
-        m.insert("span_count".into(), int(t.span_count));
-        m.insert("input_tokens".into(), int(t.input_tokens));
-        m.insert("output_tokens".into(), int(t.output_tokens));
-        m.insert("tokens".into(), int(t.tokens));
-        m.insert("cost_usd".into(), Dynamic::from_float(t.cost_usd));
-        m.insert("kinds".into(), counts(&t.kinds));
-        let mut redaction = Map::new();
-        for (k, v) in &t.redaction {
-            redaction.insert(k.as_str().into(), counts(v));
-        }
-        m.insert("redaction".into(), Dynamic::from_map(redaction));
-        let sources = t
-            .sources
-            .iter()
-            .map(|s| Dynamic::from(rhai::ImmutableString::from(s.as_str())));
-        m.insert(
-            "sources".into(),
-            Dynamic::from_array(sources.collect::<Array>()),
-        );
-        let s = &self.session;
-        let mut session = Map::new();
-        session.insert("span_count".into(), int(s.span_count));
-        session.insert("tokens".into(), int(s.tokens));
-        session.insert("cost_usd".into(), Dynamic::from_float(s.cost_usd));
-        m.insert("session".into(), Dynamic::from_map(session));
+        let mut put = |name: &str, value: &dyn Fn() -> Dynamic| {
+            if want(name) {
+                m.insert(name.into(), value());
+            }
+        };
+        put("span_count", &|| int(t.span_count));
+        put("input_tokens", &|| int(t.input_tokens));
+        put("output_tokens", &|| int(t.output_tokens));
+        put("tokens", &|| int(t.tokens));
+        put("cost_usd", &|| Dynamic::from_float(t.cost_usd));
+        put("kinds", &|| counts(&t.kinds));
+        put("redaction", &|| {
+            let mut redaction = Map::new();
+            for (k, v) in &t.redaction {
+                redaction.insert(k.as_str().into(), counts(v));
+            }
+            Dynamic::from_map(redaction)
+        });
+        put("sources", &|| {
+            let sources = t
+                .sources
+                .iter()
+                .map(|s| Dynamic::from(rhai::ImmutableString::from(s.as_str())));
+            Dynamic::from_array(sources.collect::<Array>())
+        });
+        put("session", &|| {
+            let s = &self.session;
+            let mut session = Map::new();
+            session.insert("span_count".into(), int(s.span_count));
+            session.insert("tokens".into(), int(s.tokens));
+            session.insert("cost_usd".into(), Dynamic::from_float(s.cost_usd));
+            Dynamic::from_map(session)
+        });
         Dynamic::from_map(m).into_read_only().into_shared()
     }
 }

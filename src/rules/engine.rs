@@ -271,6 +271,21 @@ pub(super) fn to_rhai(value: &Value) -> Dynamic {
     convert(value).into_read_only().into_shared()
 }
 
+/// [`to_rhai`] of an object keeping only the named top-level fields (`None`: all of them);
+/// values that are not objects are converted whole.
+pub(super) fn to_rhai_fields(value: &Value, fields: Option<&[&str]>) -> Dynamic {
+    let (Some(fields), Value::Object(all)) = (fields, value) else {
+        return to_rhai(value);
+    };
+    let mut map = Map::new();
+    for f in fields {
+        if let Some(v) = all.get(*f) {
+            map.insert((*f).into(), convert(v));
+        }
+    }
+    Dynamic::from_map(map).into_read_only().into_shared()
+}
+
 /// Plain JSON → Rhai conversion: null → `()`, integers that fit → `i64`, other numbers →
 /// `f64`, objects → maps. Hand-written because it is ~3× faster than going through serde.
 pub(super) fn convert(value: &Value) -> Dynamic {

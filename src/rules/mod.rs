@@ -25,6 +25,7 @@ mod context;
 mod engine;
 mod fixtures;
 pub mod live;
+mod reads;
 mod ruleset;
 mod sources;
 

@@ -34,6 +34,7 @@ use serde_json::Value;
 
 use super::context::TraceView;
 use super::engine::{self, Constants, EvalGuard};
+use super::reads;
 use super::{RuleOutcome, Severity};
 
 /// One problem with one rule file.
@@ -77,6 +78,10 @@ pub struct Rule {
     constants: Constants,
     /// `const KINDS`: the event kinds `check` is called for; `None` = every kind.
     kinds: Option<Vec<String>>,
+    /// Top-level fields `check` can read of the event and of the trace view (`None`: any),
+    /// found in the source by [`reads::fields_read`]; only these are converted to Rhai.
+    event_reads: Option<Vec<String>>,
+    trace_reads: Option<Vec<String>>,
 }
 
 impl Rule {
@@ -109,6 +114,11 @@ impl Rule {
     /// Where the rule was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+    /// The event fields `check` can read (`None`: any); see [`reads`].
+    #[cfg(test)]
+    pub(super) fn event_reads(&self) -> Option<&[String]> {
+        self.event_reads.as_deref()
     }
 }
 
@@ -219,8 +229,10 @@ impl RuleSet {
         if applicable.peek().is_none() {
             return Vec::new();
         }
-        let event = engine::to_rhai(event);
-        let trace = trace.to_rhai();
+        let event_reads = reads::union(applicable.clone().map(|r| r.event_reads.as_deref()));
+        let trace_reads = reads::union(applicable.clone().map(|r| r.trace_reads.as_deref()));
+        let event = engine::to_rhai_fields(event, event_reads.as_deref());
+        let trace = trace.to_rhai_fields(trace_reads.as_deref());
         applicable
             .filter_map(|rule| self.run(rule, &event, &trace))
             .collect()
@@ -237,7 +249,12 @@ impl RuleSet {
             .rules
             .iter()
             .find(|r| r.id == rule_id && r.applies_to(event_kind(event)))?;
-        self.run(rule, &engine::to_rhai(event), &trace.to_rhai())
+        let event = engine::to_rhai_fields(
+            event,
+            reads::union([rule.event_reads.as_deref()]).as_deref(),
+        );
+        let trace = trace.to_rhai_fields(reads::union([rule.trace_reads.as_deref()]).as_deref());
+        self.run(rule, &event, &trace)
     }
 
     fn run(&self, rule: &Rule, event: &Dynamic, trace: &Dynamic) -> Option<RuleOutcome> {
@@ -407,10 +424,17 @@ fn compile_rule(engine: &Engine, path: &Path, src: &str) -> Result<Rule, Vec<Rul
             }
         }
     };
-    if !ast
+    let check = ast
         .iter_functions()
-        .any(|f| f.name == "check" && f.params.len() == 2)
-    {
+        .find(|f| f.name == "check" && f.params.len() == 2);
+    let (event_reads, trace_reads) = match &check {
+        Some(f) => (
+            reads::fields_read(src, f.params[0]),
+            reads::fields_read(src, f.params[1]),
+        ),
+        None => (None, None),
+    };
+    if check.is_none() {
         errors.push(RuleLoadError::new(
             path,
             Position::NONE,
@@ -435,5 +459,7 @@ fn compile_rule(engine: &Engine, path: &Path, src: &str) -> Result<Rule, Vec<Rul
         ast,
         constants: Arc::new(constants),
         kinds,
+        event_reads,
+        trace_reads,
     })
 }

@@ -456,3 +456,54 @@ fn touched_totals_survive_the_next_eviction() {
     );
     assert!(totals.knows_trace("p", "t8"));
 }
+
+#[test]
+fn rules_see_every_field_they_read_and_the_shipped_ones_read_few() {
+    // Each rule gets a map with the fields some applicable rule reads: a rule that reads
+    // `input` sees it next to one that reads only `kind`, and a rule that looks at the
+    // event as a whole sees every field.
+    let rules = RuleSet::from_sources([
+        (
+            "a.rhai",
+            format!("{HEADER}fn check(event, trace) {{ if event.kind == \"x\" {{ #{{}} }} }}"),
+        ),
+        (
+            "b.rhai",
+            format!(
+                "{HEADER}fn check(event, trace) {{ #{{ message: `${{event.input}} ${{trace.tokens}}` }} }}"
+            ),
+        ),
+        (
+            "c.rhai",
+            format!(
+                "{HEADER}fn check(e, t) {{ #{{ message: `${{e.keys().len()}} ${{t.keys().len()}}` }} }}"
+            ),
+        ),
+    ])
+    .expect("rules compile");
+    let messages: Vec<String> = rules
+        .evaluate(&llm_event(), &TraceView::default())
+        .into_iter()
+        .map(|o| match o {
+            RuleOutcome::Violation { message, .. } => message,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let fields = llm_event().as_object().unwrap().len();
+    assert_eq!(messages, ["hi 0".to_string(), format!("{fields} 9")]);
+
+    let shipped = RuleSet::load_dir(default_rules_dir()).expect("default rules load");
+    for rule in shipped.rules() {
+        let reads = rule.event_reads().unwrap_or_else(|| {
+            panic!(
+                "{} reads the whole event: it is converted in full",
+                rule.id()
+            )
+        });
+        assert!(
+            !reads.is_empty() && reads.len() <= 8,
+            "{}: {reads:?}",
+            rule.id()
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! Which top-level fields of its arguments a rule reads, from the rule's source text.
+//!
+//! Input: a rule file's source and the name of one of `check`'s parameters (`event`,
+//! `trace`). Output: the field names the rule reads as `param.field` / `param?.field`, or
+//! `None` when it may read anything (the parameter used any other way: passed whole to a
+//! function, indexed with `[..]`, called as a method, interpolated, reassigned, ...).
+//!
+//! Why: converting an event to Rhai costs about as much as parsing its JSON, and most
+//! rules read a handful of small fields (`kind`, `usage`, `duration_ms`) while the bulky
+//! ones (`input`, `output`) matter to one rule and one kind. Rules are then given a map
+//! holding only the fields some applicable rule reads.
+//!
+//! Invariant (soundness): every field the rule can read is in the list. The scan runs over
+//! the raw text, comments and string literals included (so `${event.name}` in a template
+//! counts), and any occurrence of the parameter's name that is not a plain property read
+//! gives `None`. Mentions in comments or strings can only add fields or give `None`, which
+//! costs speed, never correctness.
+
+/// Byte ranges of comments (`//`, nested `/* */`) and of literal text (`"…"`, `'…'` with
+/// backslash escapes; backtick templates outside their `${…}` code), following Rhai's
+/// string syntax. `None` at a raw string (`#"…"#`), which it does not follow.
+#[allow(clippy::type_complexity)]
+fn lex(src: &str) -> Option<(Vec<(usize, usize)>, Vec<(usize, usize)>)> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut text = Vec::new();
+    // brace depth of each open `${`: `}` at depth 0 returns to the template
+    let mut interp: Vec<usize> = Vec::new();
+    let mut i = 0;
+    // skip a quoted literal starting at `i` (the opening quote), honouring `\` escapes
+    let quoted = |mut i: usize, q: u8| {
+        i += 1;
+        while i < b.len() && b[i] != q {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i + 1
+    };
+    // skip template text from `i` (just after a backtick or a closing `}`); returns the
+    // position after the closing backtick, or after an opening `${` (then `true`)
+    let template = |mut i: usize| {
+        while i < b.len() {
+            match b[i] {
+                b'`' if b.get(i + 1) == Some(&b'`') => i += 2,
+                b'`' => return (i + 1, false),
+                b'\\' if b.get(i + 1) == Some(&b'$') => i += 2,
+                b'$' if b.get(i + 1) == Some(&b'{') => return (i + 2, true),
+                _ => i += 1,
+            }
+        }
+        (i, false)
+    };
+    while i < b.len() {
+        match (b[i], b.get(i + 1)) {
+            (b'/', Some(b'/')) => {
+                let e = src[i..].find('\n').map_or(b.len(), |p| i + p);
+                out.push((i, e));
+                i = e;
+            }
+            (b'/', Some(b'*')) => {
+                let (s, mut depth) = (i, 0usize);
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                out.push((s, i));
+            }
+            (b'"' | b'\'', _) => {
+                let e = quoted(i, b[i]);
+                text.push((i, e));
+                i = e;
+            }
+            (b'#', Some(b'"' | b'#')) => return None,
+            (b'`', _) => {
+                let (e, code) = template(i + 1);
+                text.push((i, e));
+                i = e;
+                if code {
+                    interp.push(0);
+                }
+            }
+            (b'{', _) => {
+                if let Some(d) = interp.last_mut() {
+                    *d += 1;
+                }
+                i += 1;
+            }
+            (b'}', _) => {
+                i += 1;
+                match interp.last_mut() {
+                    Some(0) => {
+                        interp.pop();
+                        let (e, code) = template(i);
+                        text.push((i, e));
+                        i = e;
+                        if code {
+                            interp.push(0);
+                        }
+                    }
+                    Some(d) => *d -= 1,
+                    None => {}
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Some((out, text))
+}
+
+/// Fields read from `param` in `src`, sorted and deduplicated; `None` = the whole value.
+/// Comments are skipped (see [`lex`]); string literals are not.
+pub(super) fn fields_read(src: &str, param: &str) -> Option<Vec<String>> {
+    let b = src.as_bytes();
+    let (comments, literals) = lex(src)?;
+    let in_any =
+        |ranges: &[(usize, usize)], at: usize| ranges.iter().any(|&(o, c)| o <= at && at < c);
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    if param.is_empty() || !param.bytes().all(ident) {
+        return None;
+    }
+    // parameter lists of `fn name(a, b)` declare names rather than use them
+    let mut headers: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    while let Some(p) = src.get(at..).and_then(|r| r.find("fn")) {
+        let s = at + p;
+        at = s + 2;
+        if (s > 0 && ident(b[s - 1]))
+            || !b.get(at).is_some_and(u8::is_ascii_whitespace)
+            || in_any(&comments, s)
+            || in_any(&literals, s)
+        {
+            continue;
+        }
+        let mut i = skip_ws(at);
+        while i < b.len() && ident(b[i]) {
+            i += 1;
+        }
+        let i = skip_ws(i);
+        if b.get(i) == Some(&b'(')
+            && let Some(close) = src[i..].find(')')
+        {
+            headers.push((i, i + close));
+        }
+    }
+    let mut fields: Vec<String> = Vec::new();
+    let mut from = 0;
+    while let Some(p) = src.get(from..).and_then(|r| r.find(param)) {
+        let s = from + p;
+        let e = s + param.len();
+        from = e;
+        // a whole identifier only (`events`, `my_event` are other names); a non-ASCII
+        // neighbour is treated as part of the name, which at worst reports `None`
+        if (s > 0 && (ident(b[s - 1]) || b[s - 1] >= 0x80))
+            || b.get(e).is_some_and(|&c| ident(c) || c >= 0x80)
+        {
+            continue;
+        }
+        if headers.iter().any(|&(o, c)| o < s && e <= c) || in_any(&comments, s) {
+            continue;
+        }
+        // `param.field` or `param?.field`, then not a call `param.field(`
+        let mut i = skip_ws(e);
+        if b.get(i) == Some(&b'?') {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'.') {
+            return None;
+        }
+        let fs = skip_ws(i + 1);
+        let mut fe = fs;
+        while fe < b.len() && ident(b[fe]) {
+            fe += 1;
+        }
+        if fe == fs || b[fs].is_ascii_digit() || b.get(skip_ws(fe)) == Some(&b'(') {
+            return None;
+        }
+        let name = &src[fs..fe];
+        if !fields.iter().any(|f| f == name) {
+            fields.push(name.to_owned());
+        }
+    }
+    fields.sort();
+    Some(fields)
+}
+
+/// The union of several rules' reads; `None` as soon as one rule may read anything.
+pub(super) fn union<'a>(
+    reads: impl IntoIterator<Item = Option<&'a [String]>>,
+) -> Option<Vec<&'a str>> {
+    let mut all: Vec<&str> = Vec::new();
+    for r in reads {
+        for f in r? {
+            if !all.contains(&f.as_str()) {
+                all.push(f);
+            }
+        }
+    }
+    Some(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(src: &str) -> Option<Vec<String>> {
+        fields_read(src, "event")
+    }
+
+    #[test]
+    fn property_reads_are_collected() {
+        let src = r#"
+            fn check(event, trace) {
+                if event.kind != "tool" { return; }
+                let c = event?.usage?.cost_usd ?? 0.0;
+                let n = event . name;
+                #{ message: `${event.model} took ${event.duration_ms}` }
+            }"#;
+        assert_eq!(
+            reads(src).unwrap(),
+            ["duration_ms", "kind", "model", "name", "usage"]
+        );
+        // other identifiers that merely contain the name are not reads
+        assert_eq!(
+            reads("fn check(event, trace) { let events = 1; my_event.x; event.kind }").unwrap(),
+            ["kind"]
+        );
+        // declarations are not uses, in any function's header
+        assert_eq!(
+            reads("fn helper(x, event) { event.input }\nfn  check( event ,trace ) { 1 }").unwrap(),
+            ["input"]
+        );
+    }
+
+    #[test]
+    fn comments_are_skipped_but_never_code() {
+        let src = "// the event that crosses the budget\n\
+                   /* an event /* nested event */ still a comment: event */\n\
+                   fn check(event, trace) {\n\
+                   let u = \"https://x\"; let k = event.kind; // event\n\
+                   let t = `a // ${event.name} ${ #{a: 1}.a } // ${event.model}`; event.input\n\
+                   let c = '\\''; event.output /* event */ }";
+        assert_eq!(
+            reads(src).unwrap(),
+            ["input", "kind", "model", "name", "output"]
+        );
+        // `fn name(` in a string is not a declaration: the bare use after it counts
+        assert_eq!(
+            reads("fn check(event, trace) { let s = \"fn x(\"; f(event) + 1; g(1) }"),
+            None
+        );
+        // raw strings are not followed: the whole event
+        assert_eq!(
+            reads("fn check(event, trace) { let r = #\"x\"#; event.kind // event\n }"),
+            None
+        );
+    }
+
+    #[test]
+    fn any_other_use_means_the_whole_value() {
+        for body in [
+            "helper(event)",
+            "event[\"kind\"]",
+            "event.keys()",
+            "event.kind()",
+            "`${event}`",
+            "let e = event; e.kind",
+            "type_of(event)",
+            "\"kind\" in event",
+            "event.0",
+            "event.",
+            "event?[\"kind\"]",
+        ] {
+            let src = format!("fn check(event, trace) {{ {body} }}");
+            assert_eq!(reads(&src), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn union_is_none_when_one_rule_reads_everything() {
+        let a = vec!["kind".to_string(), "usage".to_string()];
+        let b = vec!["kind".to_string(), "input".to_string()];
+        assert_eq!(
+            union([Some(&a[..]), Some(&b[..])]).unwrap(),
+            ["kind", "usage", "input"]
+        );
+        assert_eq!(union([Some(&a[..]), None]), None);
+    }
+}
