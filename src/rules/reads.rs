@@ -10,15 +10,16 @@
 //! ones (`input`, `output`) matter to one rule and one kind. Rules are then given a map
 //! holding only the fields some applicable rule reads.
 //!
-//! Invariant (soundness): every field the rule can read is in the list. The scan runs over
-//! the raw text, comments and string literals included (so `${event.name}` in a template
-//! counts), and any occurrence of the parameter's name that is not a plain property read
-//! gives `None`. Mentions in comments or strings can only add fields or give `None`, which
-//! costs speed, never correctness.
+//! Invariant (soundness): every field the rule can read is in the list. The scan skips only
+//! what Rhai's lexer would: comments and literal text (the code inside a template's `${…}`
+//! is scanned, so `${event.name}` counts). Any occurrence of the parameter's name that is
+//! not a plain property read gives `None`, and so does source the scan cannot follow (a raw
+//! string). Erring can only add fields or give `None`, which costs speed, not correctness.
 
 /// Byte ranges of comments (`//`, nested `/* */`) and of literal text (`"…"`, `'…'` with
 /// backslash escapes; backtick templates outside their `${…}` code), following Rhai's
-/// string syntax. `None` at a raw string (`#"…"#`), which it does not follow.
+/// string syntax. `None` at a `#` other than a map literal's `#{` (raw strings `#"…"#`,
+/// a shebang line), which it does not follow.
 #[allow(clippy::type_complexity)]
 fn lex(src: &str) -> Option<(Vec<(usize, usize)>, Vec<(usize, usize)>)> {
     let b = src.as_bytes();
@@ -79,7 +80,8 @@ fn lex(src: &str) -> Option<(Vec<(usize, usize)>, Vec<(usize, usize)>)> {
                 text.push((i, e));
                 i = e;
             }
-            (b'#', Some(b'"' | b'#')) => return None,
+            // raw strings (`#"…"#`), a shebang line, reserved `#`: not followed
+            (b'#', next) if next != Some(&b'{') => return None,
             (b'`', _) => {
                 let (e, code) = template(i + 1);
                 text.push((i, e));
@@ -117,7 +119,7 @@ fn lex(src: &str) -> Option<(Vec<(usize, usize)>, Vec<(usize, usize)>)> {
 }
 
 /// Fields read from `param` in `src`, sorted and deduplicated; `None` = the whole value.
-/// Comments are skipped (see [`lex`]); string literals are not.
+/// Comments and literal text are skipped (see [`lex`]); `${…}` code in templates is not.
 pub(super) fn fields_read(src: &str, param: &str) -> Option<Vec<String>> {
     let b = src.as_bytes();
     let (comments, literals) = lex(src)?;
@@ -170,7 +172,10 @@ pub(super) fn fields_read(src: &str, param: &str) -> Option<Vec<String>> {
         {
             continue;
         }
-        if headers.iter().any(|&(o, c)| o < s && e <= c) || in_any(&comments, s) {
+        if headers.iter().any(|&(o, c)| o < s && e <= c)
+            || in_any(&comments, s)
+            || in_any(&literals, s)
+        {
             continue;
         }
         // `param.field` or `param?.field`, then not a call `param.field(`
@@ -257,6 +262,16 @@ mod tests {
         assert_eq!(
             reads(src).unwrap(),
             ["input", "kind", "model", "name", "output"]
+        );
+        // prose in strings and templates is not code; template code is
+        assert_eq!(
+            reads("fn check(event, trace) { `the event ${event.kind} \"event\"` + \"event (\" }")
+                .unwrap(),
+            ["kind"]
+        );
+        assert_eq!(
+            reads("#!/usr/bin/env rhai\nfn check(event, trace) { event.kind }"),
+            None
         );
         // `fn name(` in a string is not a declaration: the bare use after it counts
         assert_eq!(

@@ -115,10 +115,10 @@ impl Rule {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// The event fields `check` can read (`None`: any); see [`reads`].
+    /// The event and trace fields `check` can read (`None`: any); see [`reads`].
     #[cfg(test)]
-    pub(super) fn event_reads(&self) -> Option<&[String]> {
-        self.event_reads.as_deref()
+    pub(super) fn reads(&self) -> (Option<&[String]>, Option<&[String]>) {
+        (self.event_reads.as_deref(), self.trace_reads.as_deref())
     }
 }
 

@@ -494,16 +494,18 @@ fn rules_see_every_field_they_read_and_the_shipped_ones_read_few() {
 
     let shipped = RuleSet::load_dir(default_rules_dir()).expect("default rules load");
     for rule in shipped.rules() {
-        let reads = rule.event_reads().unwrap_or_else(|| {
+        let (Some(event), Some(trace)) = rule.reads() else {
             panic!(
-                "{} reads the whole event: it is converted in full",
-                rule.id()
-            )
-        });
+                "{} reads the whole event or trace: {:?}",
+                rule.id(),
+                rule.reads()
+            );
+        };
         assert!(
-            !reads.is_empty() && reads.len() <= 8,
-            "{}: {reads:?}",
+            !event.is_empty() && event.len() <= 8,
+            "{}: {event:?}",
             rule.id()
         );
+        assert!(trace.len() <= 2, "{}: {trace:?}", rule.id());
     }
 }
