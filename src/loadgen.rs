@@ -46,7 +46,7 @@ pub enum Door {
 }
 
 /// The sample batch as an OTLP protobuf body with the given trace id (16 bytes).
-fn otlp_body(trace: &[u8; 16], n: usize) -> Vec<u8> {
+fn otlp_body(trace: &[u8; 16], n: usize, session: &str) -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -77,7 +77,7 @@ fn otlp_body(trace: &[u8; 16], n: usize) -> Vec<u8> {
             }
             attrs.push(s("input.value", e["input"].to_string()));
             attrs.push(s("output.value", e["output"].to_string()));
-            attrs.push(s("session.id", "sess-bench".into()));
+            attrs.push(s("session.id", session.into()));
             let mut span_id = [0u8; 8];
             span_id[..4].copy_from_slice(&(i as u32 + 1).to_be_bytes());
             Span {
@@ -222,7 +222,13 @@ pub fn sample_event(trace: &str, i: usize) -> Value {
     e
 }
 
-/// One batch body with a placeholder trace id, rendered once and specialised per request.
+/// Traces (requests) of one connection that share a session id.
+const TRACES_PER_SESSION: u64 = 8;
+/// The session id [`sample_event`] gives the template's placeholder trace.
+const TEMPLATE_SESSION: &str = "sess-TRACEIDT";
+
+/// One batch body with placeholder trace and session ids, rendered once and specialised per
+/// request.
 fn batch_template(n: usize) -> String {
     let events: Vec<Value> = (0..n)
         .map(|i| sample_event("TRACEIDTRACEIDTRACEIDTRACEID0000", i))
@@ -329,10 +335,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                     n as u32,
                     worker as u32
                 );
+                // a session spans TRACES_PER_SESSION consecutive traces of one connection,
+                // so the server keeps meeting new sessions as agents do
+                let session = format!(
+                    "sess-{:x}-{worker}-{}",
+                    std::process::id(),
+                    n / TRACES_PER_SESSION
+                );
                 let t = Instant::now();
                 let status: u16 = match door {
                     Door::Http => {
-                        let body = template.replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
+                        let body = template
+                            .replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace)
+                            .replace(TEMPLATE_SESSION, &session);
                         post_status(&client, &url, "application/json", body).await
                     }
                     Door::Otlp => {
@@ -341,7 +356,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                             id[i] = u8::from_str_radix(std::str::from_utf8(b).unwrap_or("00"), 16)
                                 .unwrap_or(0);
                         }
-                        let body = otlp_body(&id, batch as usize);
+                        let body = otlp_body(&id, batch as usize, &session);
                         post_status(&client, &otlp_url, "application/x-protobuf", body).await
                     }
                     Door::Ws => {
@@ -350,7 +365,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                         let socket = ws.as_mut().expect("connected above");
                         let body = template
                             .replacen("{", &format!("{{\"seq\": {n}, "), 1)
-                            .replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace);
+                            .replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace)
+                            .replace(TEMPLATE_SESSION, &session);
                         if socket.send(Message::Text(body.into())).await.is_err() {
                             0
                         } else {
@@ -436,4 +452,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
             _ => None,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_of_the_template_carries_the_placeholders_replaced_per_request() {
+        let template = batch_template(8);
+        let body: Value = serde_json::from_str(&template).expect("template is JSON");
+        let events = body["events"].as_array().expect("events");
+        assert_eq!(events.len(), 8);
+        for e in events {
+            assert_eq!(e["session_id"], TEMPLATE_SESSION, "{e}");
+            assert_eq!(e["trace_id"], "TRACEIDTRACEIDTRACEIDTRACEID0000");
+        }
+        let one = template
+            .replace("TRACEIDTRACEIDTRACEIDTRACEID0000", "t1")
+            .replace(TEMPLATE_SESSION, "s1");
+        assert!(!one.contains("TRACEID"), "{one}");
+        assert_eq!(one.matches("\"session_id\":\"s1\"").count(), 8);
+    }
 }
