@@ -16,12 +16,14 @@
 //! not a plain property read gives `None`, and so does source the scan cannot follow (a raw
 //! string). Erring can only add fields or give `None`, which costs speed, not correctness.
 
+/// Byte ranges `[start, end)` of the source.
+type Ranges = Vec<(usize, usize)>;
+
 /// Byte ranges of comments (`//`, nested `/* */`) and of literal text (`"…"`, `'…'` with
 /// backslash escapes; backtick templates outside their `${…}` code), following Rhai's
 /// string syntax. `None` at a `#` other than a map literal's `#{` (raw strings `#"…"#`,
 /// a shebang line), which it does not follow.
-#[allow(clippy::type_complexity)]
-fn lex(src: &str) -> Option<(Vec<(usize, usize)>, Vec<(usize, usize)>)> {
+fn lex(src: &str) -> Option<(Ranges, Ranges)> {
     let b = src.as_bytes();
     let mut out = Vec::new();
     let mut text = Vec::new();
@@ -307,8 +309,8 @@ mod tests {
 
     #[test]
     fn union_is_none_when_one_rule_reads_everything() {
-        let a = vec!["kind".to_string(), "usage".to_string()];
-        let b = vec!["kind".to_string(), "input".to_string()];
+        let a = ["kind".to_string(), "usage".to_string()];
+        let b = ["kind".to_string(), "input".to_string()];
         assert_eq!(
             union([Some(&a[..]), Some(&b[..])]).unwrap(),
             ["kind", "usage", "input"]
