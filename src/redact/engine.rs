@@ -7,6 +7,9 @@
 //! Invariant: the engine is immutable after [`Redactor::new`], so it is `Send + Sync`.
 
 use std::borrow::Cow;
+use std::hash::BuildHasherDefault;
+
+use super::name_words::Fnv;
 
 use super::{
     Detection, PiiType, RedactError, RedactorConfig, Replacement, TypeCounts, address, dates,
@@ -40,7 +43,31 @@ pub struct Redactor {
     dates: dates::Dates,
     names: names::Names,
     rules: rules::Compiled,
+    /// Common JSON key names in which this configuration finds nothing (checked at build).
+    clean_keys: std::collections::HashSet<&'static str, BuildHasherDefault<Fnv>>,
 }
+
+/// Key names that recur in agent payloads (OpenAI/Anthropic messages, tool calls, usage,
+/// retrieval results, OpenTelemetry attributes). Object keys are scanned like any string,
+/// and these recur in nearly every event. Each is run through the detectors once, when the
+/// redactor is built with the operator's configuration. Only keys found clean then skip the
+/// scan later, so the result is the same as scanning them every time.
+#[rustfmt::skip]
+const COMMON_KEYS: &[&str] = &[
+    "role", "content", "type", "text", "name", "arguments", "tool_calls", "tool_call_id",
+    "function", "functions", "tools", "tool_use", "tool_result", "input", "output", "id",
+    "messages", "message", "model", "usage", "input_tokens", "output_tokens", "total_tokens",
+    "prompt_tokens", "completion_tokens", "cost_usd", "choices", "index", "finish_reason",
+    "stop_reason", "delta", "system", "user", "assistant", "parameters", "properties",
+    "required", "description", "query", "top_k", "documents", "results", "sources", "items",
+    "url", "uri", "href", "link", "title", "score", "snippet", "metadata", "source", "doc_id",
+    "document_id", "status", "error", "code", "data", "result", "value", "values", "key",
+    "fields", "filter", "limit", "offset", "page", "count", "total", "language", "format",
+    "temperature", "max_tokens", "top_p", "stream", "seed", "stop", "confidence", "reason",
+    "http.method", "http.status_code", "http.url", "http.route", "db.system", "db.statement",
+    "tool.name", "tool.version", "llm.model_name", "gen_ai.system", "gen_ai.request.model",
+    "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "service.name", "bench",
+];
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,7 +94,7 @@ impl Redactor {
         for t in &cfg.disabled_types {
             enabled[type_index(*t)] = false;
         }
-        Ok(Redactor {
+        let mut r = Redactor {
             enabled,
             rules: rules::Compiled::new(&cfg.extra)?,
             replacement: cfg.replacement,
@@ -76,7 +103,19 @@ impl Redactor {
             addresses: address::Addresses::new(),
             dates: dates::Dates::new(),
             names: names::Names::new(),
-        })
+            clean_keys: Default::default(),
+        };
+        r.clean_keys = COMMON_KEYS
+            .iter()
+            .copied()
+            .filter(|k| r.detect(k).is_empty())
+            .collect();
+        Ok(r)
+    }
+
+    /// Whether `key` is known to hold nothing for this configuration: no need to scan it.
+    pub(super) fn known_clean_key(&self, key: &str) -> bool {
+        self.clean_keys.contains(key)
     }
 
     /// Find PII in `text`: byte spans, sorted, non-overlapping.

@@ -65,7 +65,7 @@ fn walk(
             let mut key_pii = false;
             for (k, val) in map.iter_mut() {
                 walk(r, val, Some(k), depth + 1, counts)?;
-                key_pii = key_pii || !r.detect(k).is_empty();
+                key_pii = key_pii || (!r.known_clean_key(k) && !r.detect(k).is_empty());
             }
             if !key_pii {
                 return Ok(());

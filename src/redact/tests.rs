@@ -543,3 +543,30 @@ proptest! {
         prop_assert!(r.redact_json(&mut v, &mut counts).is_ok());
     }
 }
+
+#[test]
+fn common_keys_skip_the_scan_only_when_the_configuration_finds_nothing_in_them() {
+    let r = redactor();
+    assert!(r.known_clean_key("role") && r.known_clean_key("content"));
+    assert!(!r.known_clean_key("Ann Smith"), "only the listed names");
+    // An operator term that matches a common key name: the key is scanned and redacted
+    // as before, whatever the list says.
+    let extra =
+        CustomTerms::parse("term PERSON content\npattern API_KEY ^rol[e]$\n").expect("valid rules");
+    let r = Redactor::new(RedactorConfig {
+        extra,
+        ..RedactorConfig::default()
+    })
+    .expect("builds");
+    assert!(!r.known_clean_key("content") && !r.known_clean_key("role"));
+    assert!(r.known_clean_key("messages"));
+    let mut event = serde_json::json!({"content": "x", "role": "y", "messages": []});
+    let mut counts = TypeCounts::new();
+    r.redact_json(&mut event, &mut counts).expect("redacts");
+    let keys: Vec<&String> = event.as_object().unwrap().keys().collect();
+    assert!(
+        !keys.iter().any(|k| *k == "content" || *k == "role"),
+        "{keys:?}"
+    );
+    assert!(keys.iter().any(|k| *k == "messages"), "{keys:?}");
+}
