@@ -262,6 +262,22 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `event.kind, event.usage; trace.tokens`, or which argument is converted whole (a rule
+/// that uses `event` other than as `event.field` gets all of it, which costs time per event).
+fn describe_reads(rule: &crate::rules::Rule) -> String {
+    let part = |name: &str, r: Option<&[String]>| match r {
+        None => format!("all of {name} (used other than as {name}.field)"),
+        Some([]) => format!("nothing of {name}"),
+        Some(fields) => fields
+            .iter()
+            .map(|f| format!("{name}.{f}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let (event, trace) = rule.reads();
+    format!("{}; {}", part("event", event), part("trace", trace))
+}
+
 async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<ExitCode> {
     use crate::rules::RuleSet;
     match cmd {
@@ -276,6 +292,7 @@ async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<Exi
                             r.severity().as_str(),
                             r.description()
                         );
+                        println!("    reads {}", describe_reads(r));
                     }
                     println!("{} rules compiled", set.rules().len());
                     Ok(ExitCode::SUCCESS)

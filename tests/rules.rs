@@ -122,6 +122,11 @@ async fn each_default_rule_fires_on_its_bad_case_and_not_on_the_good_one() {
         .unwrap();
     assert_eq!(bd["severity"], "critical");
     assert_eq!(bd["hits"], 1);
+    assert_eq!(
+        bd["reads"],
+        json!({"event": ["input", "kind", "name"], "trace": []}),
+        "the fields the rule is given"
+    );
     assert!(
         bd["description"].as_str().unwrap().len() > 10,
         "description comes from the file"
@@ -602,4 +607,35 @@ async fn a_failed_commit_leaves_no_trace_in_later_totals() {
     assert_eq!(health["status"], "ok", "{health}");
     let dir = app.stop().await;
     assert_replay_matches(dir.path());
+}
+
+#[test]
+fn rules_check_lists_what_each_rule_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "const DESCRIPTION = \"d\";\nconst SEVERITY = \"info\";\n";
+    std::fs::write(
+        dir.path().join("narrow.rhai"),
+        format!("{header}// the event's kind only\nfn check(event, trace) {{ if event.kind == \"x\" && trace.tokens > 1 {{ #{{}} }} }}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("whole.rhai"),
+        format!("{header}fn check(event, trace) {{ if type_of(event) == \"map\" {{ #{{}} }} }}"),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("reads event.kind; trace.tokens"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reads all of event (used other than as event.field); nothing of trace"),
+        "{stdout}"
+    );
 }

@@ -115,9 +115,9 @@ impl Rule {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// The event and trace fields `check` can read (`None`: any); see [`reads`].
-    #[cfg(test)]
-    pub(super) fn reads(&self) -> (Option<&[String]>, Option<&[String]>) {
+    /// The event and trace fields `check` can read, as found in its source (`None`: any,
+    /// so the whole value is converted for it); see [`reads`].
+    pub fn reads(&self) -> (Option<&[String]>, Option<&[String]>) {
         (self.event_reads.as_deref(), self.trace_reads.as_deref())
     }
 }

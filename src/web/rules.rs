@@ -47,6 +47,7 @@ async fn list_rules(
                 "description": r.description(),
                 "severity": r.severity().as_str(),
                 "kinds": r.kinds(),
+                "reads": reads_json(r),
                 "hits": s.map(|s| s.1).unwrap_or(0),
                 "errors": s.map(|s| s.2).unwrap_or(0),
                 "last_error": runtime.get(r.id()).cloned().or_else(|| s.and_then(|s| s.3.clone())),
@@ -56,6 +57,13 @@ async fn list_rules(
     Ok(Json(
         json!({ "rules": rules, "load_problems": state.rules.problems() }),
     ))
+}
+
+/// `{"event": ["kind", ...], "trace": "*"}`: the fields a rule is given (`*`: all of them).
+fn reads_json(rule: &crate::rules::Rule) -> Value {
+    let list = |r: Option<&[String]>| r.map_or(json!("*"), |f| json!(f));
+    let (event, trace) = rule.reads();
+    json!({ "event": list(event), "trace": list(trace) })
 }
 
 #[derive(Debug, Deserialize)]
