@@ -266,7 +266,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
 /// that uses `event` other than as `event.field` gets all of it, which costs time per event).
 fn describe_reads(rule: &crate::rules::Rule) -> String {
     let part = |name: &str, r: Option<&[String]>| match r {
-        None => format!("all of {name} (used other than as {name}.field)"),
+        None => format!("all of {name} (not only read as {name}.field)"),
         Some([]) => format!("nothing of {name}"),
         Some(fields) => fields
             .iter()

@@ -635,7 +635,7 @@ fn rules_check_lists_what_each_rule_reads() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("reads all of event (used other than as event.field); nothing of trace"),
+        stdout.contains("reads all of event (not only read as event.field); nothing of trace"),
         "{stdout}"
     );
 }

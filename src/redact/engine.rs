@@ -53,7 +53,7 @@ pub struct Redactor {
 /// redactor is built with the operator's configuration. Only keys found clean then skip the
 /// scan later, so the result is the same as scanning them every time.
 #[rustfmt::skip]
-const COMMON_KEYS: &[&str] = &[
+pub(super) const COMMON_KEYS: &[&str] = &[
     "role", "content", "type", "text", "name", "arguments", "tool_calls", "tool_call_id",
     "function", "functions", "tools", "tool_use", "tool_result", "input", "output", "id",
     "messages", "message", "model", "usage", "input_tokens", "output_tokens", "total_tokens",
@@ -111,6 +111,13 @@ impl Redactor {
             .filter(|k| r.detect(k).is_empty())
             .collect();
         Ok(r)
+    }
+
+    /// The same redactor scanning every key (to check the memo changes nothing).
+    #[cfg(test)]
+    pub(super) fn without_clean_keys(mut self) -> Self {
+        self.clean_keys.clear();
+        self
     }
 
     /// Whether `key` is known to hold nothing for this configuration: no need to scan it.

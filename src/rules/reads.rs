@@ -55,7 +55,8 @@ fn lex(src: &str) -> Option<(Ranges, Ranges)> {
     while i < b.len() {
         match (b[i], b.get(i + 1)) {
             (b'/', Some(b'/')) => {
-                let e = src[i..].find('\n').map_or(b.len(), |p| i + p);
+                // Rhai ends a line comment at `\r` as well as `\n`
+                let e = memchr::memchr2(b'\n', b'\r', &b[i..]).map_or(b.len(), |p| i + p);
                 out.push((i, e));
                 i = e;
             }
@@ -127,6 +128,18 @@ pub(super) fn fields_read(src: &str, param: &str) -> Option<Vec<String>> {
     let (comments, literals) = lex(src)?;
     let in_any =
         |ranges: &[(usize, usize)], at: usize| ranges.iter().any(|&(o, c)| o <= at && at < c);
+    // whitespace and comments from `i` on
+    let skip_trivia = |mut i: usize| {
+        loop {
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            match comments.iter().find(|&&(o, _)| o == i) {
+                Some(&(_, c)) => i = c,
+                None => return i,
+            }
+        }
+    };
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let skip_ws = |mut i: usize| {
         while i < b.len() && b[i].is_ascii_whitespace() {
@@ -167,33 +180,37 @@ pub(super) fn fields_read(src: &str, param: &str) -> Option<Vec<String>> {
         let s = from + p;
         let e = s + param.len();
         from = e;
-        // a whole identifier only (`events`, `my_event` are other names); a non-ASCII
-        // neighbour is treated as part of the name, which at worst reports `None`
-        if (s > 0 && (ident(b[s - 1]) || b[s - 1] >= 0x80))
-            || b.get(e).is_some_and(|&c| ident(c) || c >= 0x80)
-        {
-            continue;
-        }
         if headers.iter().any(|&(o, c)| o < s && e <= c)
             || in_any(&comments, s)
             || in_any(&literals, s)
         {
             continue;
         }
-        // `param.field` or `param?.field`, then not a call `param.field(`
-        let mut i = skip_ws(e);
+        // a whole identifier only (`events`, `my_event` are other names); Rhai code has no
+        // non-ASCII identifiers, but should one touch the name, assume the worst
+        let before = s.checked_sub(1).map(|i| b[i]);
+        let after = b.get(e).copied();
+        if before.is_some_and(ident) || after.is_some_and(ident) {
+            continue;
+        }
+        if before.is_some_and(|c| c >= 0x80) || after.is_some_and(|c| c >= 0x80) {
+            return None;
+        }
+        // `param.field` or `param?.field`, then not a call `param.field(`; comments may sit
+        // between the tokens, as Rhai's lexer drops them
+        let mut i = skip_trivia(e);
         if b.get(i) == Some(&b'?') {
             i += 1;
         }
         if b.get(i) != Some(&b'.') {
             return None;
         }
-        let fs = skip_ws(i + 1);
+        let fs = skip_trivia(i + 1);
         let mut fe = fs;
         while fe < b.len() && ident(b[fe]) {
             fe += 1;
         }
-        if fe == fs || b[fs].is_ascii_digit() || b.get(skip_ws(fe)) == Some(&b'(') {
+        if fe == fs || b[fs].is_ascii_digit() || b.get(skip_trivia(fe)) == Some(&b'(') {
             return None;
         }
         let name = &src[fs..fe];
@@ -264,6 +281,27 @@ mod tests {
         assert_eq!(
             reads(src).unwrap(),
             ["input", "kind", "model", "name", "output"]
+        );
+        // comments between the tokens, as Rhai's lexer drops them
+        assert_eq!(
+            reads("fn check(event, trace) { event /* a */ . /* b */ kind + event // c\n?.name }")
+                .unwrap(),
+            ["kind", "name"]
+        );
+        assert_eq!(
+            reads("fn check(event, trace) { event.get /* key */ (\"status\") == 1 }"),
+            None,
+            "a method call, whatever comment sits before its `(`"
+        );
+        assert_eq!(
+            reads("fn check(event, trace) { event.get // key\n(\"status\") == 1 }"),
+            None
+        );
+        // a line comment ends at a bare `\r` (old Mac line endings), as in Rhai
+        assert_eq!(
+            reads("fn check(event, trace) { event.kind; // note\r if event.status == 1 {} }")
+                .unwrap(),
+            ["kind", "status"]
         );
         // prose in strings and templates is not code; template code is
         assert_eq!(
