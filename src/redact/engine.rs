@@ -419,8 +419,8 @@ impl std::ops::Deref for Lower {
     }
 }
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
+pub(super) const LO: u64 = 0x0101_0101_0101_0101;
+pub(super) const HI: u64 = 0x8080_8080_8080_8080;
 
 /// SWAR test: does any byte of `x` lie strictly between `m` and `n` (`m < 128`, `n <= 128`)?
 /// Bytes >= 0x80 never count.

@@ -19,6 +19,7 @@ use std::io::{BufRead, BufWriter, Write};
 
 use serde::{Deserialize, Serialize};
 
+use super::engine::{HI, LO, skip_chunks};
 use super::{Detection, Redactor, replace};
 
 #[derive(Deserialize)]
@@ -179,8 +180,6 @@ static NEEDS_ESCAPE: [bool; 256] = escape_table();
 
 /// Does any of the 8 bytes of `x` need escaping: a control byte, `"` or `\\`?
 fn word_needs_escape(x: u64) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
     let zero = |v: u64| v.wrapping_sub(LO) & !v & HI != 0;
     // bytes below 0x20 (`hasless`; exact for "any byte" even when borrows ripple)
     x.wrapping_sub(LO * 0x20) & !x & HI != 0 || zero(x ^ (LO * 0x22)) || zero(x ^ (LO * 0x5c))
@@ -192,16 +191,14 @@ fn escape_into(s: &str, buf: &mut Vec<u8>) {
     let b = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
-    while let Some(w) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        if word_needs_escape(u64::from_le_bytes(w)) {
-            for k in i..i + 8 {
-                escape_byte(b, k, &mut start, buf);
-            }
+    while i < b.len() {
+        // the next word needing an escape, or the unaligned tail
+        i = skip_chunks(b, i, word_needs_escape);
+        let end = (i + 8).min(b.len());
+        for k in i..end {
+            escape_byte(b, k, &mut start, buf);
         }
-        i += 8;
-    }
-    for k in i..b.len() {
-        escape_byte(b, k, &mut start, buf);
+        i = end;
     }
     buf.extend_from_slice(&b[start..]);
 }

@@ -1,8 +1,8 @@
 //! Which top-level fields of its arguments a rule reads, from the rule's source text.
 //!
-//! Input: a rule file's source and the name of one of `check`'s parameters (`event`,
-//! `trace`). Output: the field names the rule reads as `param.field` / `param?.field`, or
-//! `None` when it may read anything (the parameter used any other way: passed whole to a
+//! Input: a rule file's source and the names of `check`'s parameters (`event`, `trace`).
+//! Output, per parameter: the field names the rule reads as `param.field` /
+//! `param?.field`, or `None` when it may read anything (the parameter used any other way: passed whole to a
 //! function, indexed with `[..]`, called as a method, interpolated, reassigned, ...).
 //!
 //! Why: converting an event to Rhai costs about as much as parsing its JSON, and most
@@ -121,105 +121,136 @@ fn lex(src: &str) -> Option<(Ranges, Ranges)> {
     Some((out, text))
 }
 
-/// Fields read from `param` in `src`, sorted and deduplicated; `None` = the whole value.
-/// Comments and literal text are skipped (see [`lex`]); `${…}` code in templates is not.
-pub(super) fn fields_read(src: &str, param: &str) -> Option<Vec<String>> {
-    let b = src.as_bytes();
-    let (comments, literals) = lex(src)?;
-    let in_any =
-        |ranges: &[(usize, usize)], at: usize| ranges.iter().any(|&(o, c)| o <= at && at < c);
-    // whitespace and comments from `i` on
-    let skip_trivia = |mut i: usize| {
+/// Fields read from each of `params` in `src`, sorted and deduplicated; `None` = the whole
+/// value. Comments and literal text are skipped (see [`lex`]); `${…}` code in templates is
+/// not. The source is lexed once for all the parameters.
+pub(super) fn fields_read<const N: usize>(
+    src: &str,
+    params: [&str; N],
+) -> [Option<Vec<String>>; N] {
+    match Scan::new(src) {
+        Some(scan) => params.map(|p| scan.fields_read(p)),
+        None => std::array::from_fn(|_| None),
+    }
+}
+
+fn ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+fn in_any(ranges: &[(usize, usize)], at: usize) -> bool {
+    ranges.iter().any(|&(o, c)| o <= at && at < c)
+}
+
+/// A rule's source with its comments, literal text and `fn` parameter lists located.
+struct Scan<'a> {
+    src: &'a str,
+    comments: Ranges,
+    literals: Ranges,
+    /// Parameter lists of `fn name(a, b)`: they declare names rather than use them.
+    headers: Ranges,
+}
+
+impl<'a> Scan<'a> {
+    fn new(src: &'a str) -> Option<Self> {
+        let (comments, literals) = lex(src)?;
+        let mut scan = Scan {
+            src,
+            comments,
+            literals,
+            headers: Vec::new(),
+        };
+        let b = src.as_bytes();
+        let mut at = 0;
+        while let Some(p) = src.get(at..).and_then(|r| r.find("fn")) {
+            let s = at + p;
+            at = s + 2;
+            if (s > 0 && ident(b[s - 1]))
+                || !b.get(at).is_some_and(u8::is_ascii_whitespace)
+                || in_any(&scan.comments, s)
+                || in_any(&scan.literals, s)
+            {
+                continue;
+            }
+            let mut i = scan.skip_trivia(at);
+            while i < b.len() && ident(b[i]) {
+                i += 1;
+            }
+            let i = scan.skip_trivia(i);
+            if b.get(i) == Some(&b'(')
+                && let Some(close) = src[i..].find(')')
+            {
+                scan.headers.push((i, i + close));
+            }
+        }
+        Some(scan)
+    }
+
+    /// Whitespace and comments from `i` on: Rhai's lexer drops both between tokens.
+    fn skip_trivia(&self, mut i: usize) -> usize {
+        let b = self.src.as_bytes();
         loop {
             while i < b.len() && b[i].is_ascii_whitespace() {
                 i += 1;
             }
-            match comments.iter().find(|&&(o, _)| o == i) {
+            match self.comments.iter().find(|&&(o, _)| o == i) {
                 Some(&(_, c)) => i = c,
                 None => return i,
             }
         }
-    };
-    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    let skip_ws = |mut i: usize| {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
-    if param.is_empty() || !param.bytes().all(ident) {
-        return None;
     }
-    // parameter lists of `fn name(a, b)` declare names rather than use them
-    let mut headers: Vec<(usize, usize)> = Vec::new();
-    let mut at = 0;
-    while let Some(p) = src.get(at..).and_then(|r| r.find("fn")) {
-        let s = at + p;
-        at = s + 2;
-        if (s > 0 && ident(b[s - 1]))
-            || !b.get(at).is_some_and(u8::is_ascii_whitespace)
-            || in_any(&comments, s)
-            || in_any(&literals, s)
-        {
-            continue;
-        }
-        let mut i = skip_ws(at);
-        while i < b.len() && ident(b[i]) {
-            i += 1;
-        }
-        let i = skip_ws(i);
-        if b.get(i) == Some(&b'(')
-            && let Some(close) = src[i..].find(')')
-        {
-            headers.push((i, i + close));
-        }
-    }
-    let mut fields: Vec<String> = Vec::new();
-    let mut from = 0;
-    while let Some(p) = src.get(from..).and_then(|r| r.find(param)) {
-        let s = from + p;
-        let e = s + param.len();
-        from = e;
-        if headers.iter().any(|&(o, c)| o < s && e <= c)
-            || in_any(&comments, s)
-            || in_any(&literals, s)
-        {
-            continue;
-        }
-        // a whole identifier only (`events`, `my_event` are other names); Rhai code has no
-        // non-ASCII identifiers, but should one touch the name, assume the worst
-        let before = s.checked_sub(1).map(|i| b[i]);
-        let after = b.get(e).copied();
-        if before.is_some_and(ident) || after.is_some_and(ident) {
-            continue;
-        }
-        if before.is_some_and(|c| c >= 0x80) || after.is_some_and(|c| c >= 0x80) {
+
+    fn fields_read(&self, param: &str) -> Option<Vec<String>> {
+        let (src, b) = (self.src, self.src.as_bytes());
+        if param.is_empty() || !param.bytes().all(ident) {
             return None;
         }
-        // `param.field` or `param?.field`, then not a call `param.field(`; comments may sit
-        // between the tokens, as Rhai's lexer drops them
-        let mut i = skip_trivia(e);
-        if b.get(i) == Some(&b'?') {
-            i += 1;
+        let mut fields: Vec<String> = Vec::new();
+        let mut from = 0;
+        while let Some(p) = src.get(from..).and_then(|r| r.find(param)) {
+            let s = from + p;
+            let e = s + param.len();
+            from = e;
+            if self.headers.iter().any(|&(o, c)| o < s && e <= c)
+                || in_any(&self.comments, s)
+                || in_any(&self.literals, s)
+            {
+                continue;
+            }
+            // a whole identifier only (`events`, `my_event` are other names); Rhai code has
+            // no non-ASCII identifiers, but should one touch the name, assume the worst
+            let before = s.checked_sub(1).map(|i| b[i]);
+            let after = b.get(e).copied();
+            if before.is_some_and(ident) || after.is_some_and(ident) {
+                continue;
+            }
+            if before.is_some_and(|c| c >= 0x80) || after.is_some_and(|c| c >= 0x80) {
+                return None;
+            }
+            // `param.field` or `param?.field`, then not a call `param.field(`
+            let mut i = self.skip_trivia(e);
+            if b.get(i) == Some(&b'?') {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            let fs = self.skip_trivia(i + 1);
+            let mut fe = fs;
+            while fe < b.len() && ident(b[fe]) {
+                fe += 1;
+            }
+            if fe == fs || b[fs].is_ascii_digit() || b.get(self.skip_trivia(fe)) == Some(&b'(') {
+                return None;
+            }
+            let name = &src[fs..fe];
+            if !fields.iter().any(|f| f == name) {
+                fields.push(name.to_owned());
+            }
         }
-        if b.get(i) != Some(&b'.') {
-            return None;
-        }
-        let fs = skip_trivia(i + 1);
-        let mut fe = fs;
-        while fe < b.len() && ident(b[fe]) {
-            fe += 1;
-        }
-        if fe == fs || b[fs].is_ascii_digit() || b.get(skip_trivia(fe)) == Some(&b'(') {
-            return None;
-        }
-        let name = &src[fs..fe];
-        if !fields.iter().any(|f| f == name) {
-            fields.push(name.to_owned());
-        }
+        fields.sort();
+        Some(fields)
     }
-    fields.sort();
-    Some(fields)
 }
 
 /// The union of several rules' reads; `None` as soon as one rule may read anything.
@@ -242,7 +273,8 @@ mod tests {
     use super::*;
 
     fn reads(src: &str) -> Option<Vec<String>> {
-        fields_read(src, "event")
+        let [event] = fields_read(src, ["event"]);
+        event
     }
 
     #[test]

@@ -427,12 +427,9 @@ fn compile_rule(engine: &Engine, path: &Path, src: &str) -> Result<Rule, Vec<Rul
     let check = ast
         .iter_functions()
         .find(|f| f.name == "check" && f.params.len() == 2);
-    let (event_reads, trace_reads) = match &check {
-        Some(f) => (
-            reads::fields_read(src, f.params[0]),
-            reads::fields_read(src, f.params[1]),
-        ),
-        None => (None, None),
+    let [event_reads, trace_reads] = match &check {
+        Some(f) => reads::fields_read(src, [f.params[0], f.params[1]]),
+        None => [None, None],
     };
     if check.is_none() {
         errors.push(RuleLoadError::new(

@@ -53,7 +53,7 @@ impl PreparedEvent {
         let session_id = e.session_id.clone();
         let event_time = format_time(&e.start_time);
         let body = event.into_body(project);
-        let body_text = to_json_text(&body);
+        let body_text = serde_json::to_string(&body).expect("a JSON value always serialises");
         let digest = chain::digest(&RecordContent {
             project,
             event_id: &event_id,
@@ -145,7 +145,7 @@ impl PreparedEvent {
             "session_id": field("session_id"),
             "at": c.recorded_at,
         });
-        let body_text = to_json_text(&body);
+        let body_text = serde_json::to_string(&body).expect("a JSON value always serialises");
         let digest = chain::digest(&RecordContent {
             project: &c.project,
             event_id: &violation_id,
@@ -168,12 +168,4 @@ impl PreparedEvent {
             facts: None,
         }
     }
-}
-
-/// The body's JSON text. Written straight into a byte buffer: `Value`'s `Display` goes through
-/// `fmt::Formatter` one fragment at a time, which cost about three times as much.
-fn to_json_text(body: &Value) -> String {
-    let mut buf = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut buf, body).expect("a JSON value always serialises");
-    String::from_utf8(buf).expect("serde_json writes UTF-8")
 }
