@@ -18,6 +18,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
+# Debian tools the tests drive as a user or an attacker would.
+need_pkg() { # need_pkg COMMAND PACKAGE
+    command -v "$1" >/dev/null && return 0
+    log "installing $2 (Debian)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need_pkg sqlite3 sqlite3
+
+log "format and lints"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+
 log "build"
 cargo build --locked --release --bin audittrail
 cargo test --locked --no-run --all-targets

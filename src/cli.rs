@@ -43,6 +43,11 @@ pub enum Command {
     /// Load generator: post batches of realistic events and report events/s and latency.
     Bench(crate::loadgen::BenchArgs),
     /// API keys: create, list, rotate, revoke (for operators with shell access).
+    ///
+    /// These commands act with the rights of whoever can read the database and the secret
+    /// key: they may create, rotate or revoke any key, including the owner key and the last
+    /// admin:all key, without the limits the HTTP API applies to keys acting on keys. Each
+    /// action is recorded in the audit log with principal `cli`.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Constitutional rules: check, test against fixtures, replay history (ablation).
@@ -124,27 +129,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = server::open_store(&cli.config, &resolved).await?;
             let total = verify::count_records(&store.readers).await?;
             let bar = progress_bar(total, "verifying");
-            let checkpoint = CheckpointFile::beside(store.path()).read()?;
+            // A damaged checkpoint file is a note, not a reason to stop checking the database.
+            let side_file = CheckpointFile::beside(store.path())
+                .read()
+                .unwrap_or_else(|e| {
+                    eprintln!("note: {e}");
+                    None
+                });
+            let mut conn = store.read_connection().await?;
             let result = verify::verify(
-                &store.readers,
+                &mut conn,
                 &server::chain_key(&resolved),
-                checkpoint.as_ref(),
+                side_file.as_ref(),
                 |n| bar.set_position(n),
             )
             .await;
             bar.finish_and_clear();
             match result {
                 Ok(r) => {
-                    println!(
-                        "ok: {} records verified (seq {}..={}), {} erased, checkpoint {}",
-                        r.records,
-                        r.base_seq + 1,
-                        r.head_seq,
-                        r.erased,
-                        checkpoint
-                            .map(|c| format!("at seq {} matches", c.seq))
-                            .unwrap_or_else(|| "absent".into())
-                    );
+                    println!("{}", describe_verified(&r));
+                    for note in &r.notes {
+                        println!("note: {note}");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(verify::VerifyError::Fault(fault)) => {
@@ -190,9 +196,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
-    use crate::auth::audit::{self, AuditEntry};
+    use crate::auth::audit::AuditEntry;
     use crate::auth::keys::{self, KeySpec};
     use crate::auth::permission::Permission;
+    use sqlx::Connection;
     let resolved = config.resolve().map_err(server::ServeError::Config)?;
     let store = server::open_store(config, &resolved).await?;
     let (operation, resource, output) = match cmd {
@@ -257,9 +264,51 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
     e.principal = Some("cli".into());
     e.resource = resource;
     let mut conn = store.write_connection().await?;
-    audit::insert(&mut conn, &[e]).await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    crate::store::audit_log::append(&mut tx, &server::chain_key(&resolved), &[e]).await?;
+    tx.commit().await?;
     println!("{output}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The verdict of a successful `verify`, for people and for comparing two copies of a log.
+fn describe_verified(r: &verify::VerifyReport) -> String {
+    let mut out = format!(
+        "ok: {} records verified (seq {}..={}), head link {}",
+        r.records,
+        r.base_seq + 1,
+        r.head_seq,
+        r.head_link
+    );
+    if r.base_seq > 0 {
+        out.push_str(&format!(
+            "\n    chain base at seq {} (authenticated)",
+            r.base_seq
+        ));
+    }
+    out.push_str(&format!(
+        "\n    {} erased record(s), each covered by one of {} erasure receipt(s)",
+        r.erased, r.receipts
+    ));
+    out.push_str(&format!(
+        "\n    head checkpoint: {}",
+        if r.head_checkpoint {
+            "present and matching"
+        } else {
+            "absent"
+        }
+    ));
+    out.push_str(&format!(
+        "\n    audit log: {} entries chained, {} audit checkpoint(s) matched{}",
+        r.audit.chained,
+        r.audit.checkpoints,
+        if r.audit.legacy > 0 {
+            format!(", {} older entries not covered", r.audit.legacy)
+        } else {
+            String::new()
+        }
+    ));
+    out
 }
 
 /// `event.kind, event.usage; trace.tokens`, or which argument is converted whole (a rule

@@ -156,6 +156,7 @@ impl Service {
             _rules_watcher,
         } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        let store = state.store.clone();
         let app = web::app(state);
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let signal = async move {
@@ -186,6 +187,8 @@ impl Service {
             );
         }
         checkpointer.abort();
+        let _ = checkpointer.await;
+        store.close().await;
         Ok(())
     }
 }

@@ -40,9 +40,8 @@ fn fired(resp: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn each_default_rule_fires_on_its_bad_case_and_not_on_the_good_one() {
-    let app = common::spawn_app().await;
+/// For each of the six default rules: events it must fire on, and events it must not.
+fn default_rule_cases() -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
     let mut cases: Vec<(&str, Vec<Value>, Vec<Value>)> = Vec::new();
 
     let mut bad = ev("bd-bad", "s", "tool");
@@ -68,6 +67,12 @@ async fn each_default_rule_fires_on_its_bad_case_and_not_on_the_good_one() {
     good["usage"] = json!({"input_tokens": 1500, "output_tokens": 600});
     cases.push(("token_budget", vec![bad], vec![good]));
 
+    let mut bad = ev("pii-bad", "s", "llm");
+    bad["output"] = json!({"content": "Sure, write to jane.roe@example.org"});
+    let mut good = ev("pii-good", "s", "llm");
+    good["output"] = json!({"content": "Sure, I can help with that."});
+    cases.push(("pii_guard", vec![bad], vec![good]));
+
     let mut retrieval = ev("cite-bad", "r", "retrieval");
     retrieval["output"] =
         json!({"documents": [{"id": "kb-311", "url": "https://help.example.com/refunds"}]});
@@ -83,8 +88,12 @@ async fn each_default_rule_fires_on_its_bad_case_and_not_on_the_good_one() {
         vec![retrieval, answer],
         vec![retrieval_ok, answer_ok],
     ));
+    cases
+}
 
-    for (rule, bad, good) in cases {
+/// Posts every default rule's bad and good cases and checks each fires exactly where it must.
+async fn assert_default_rules_fire(app: &common::TestApp) {
+    for (rule, bad, good) in default_rule_cases() {
         let (status, resp) = app.post_json("/api/v1/traces", &batch(bad)).await;
         assert_eq!(status, 202, "{resp}");
         assert!(
@@ -98,7 +107,12 @@ async fn each_default_rule_fires_on_its_bad_case_and_not_on_the_good_one() {
             "{rule} must stay silent: {resp}"
         );
     }
+}
 
+#[tokio::test]
+async fn each_default_rule_fires_on_its_bad_case_and_not_on_the_good_one() {
+    let app = common::spawn_app().await;
+    assert_default_rules_fire(&app).await;
     let (_, list) = app.get("/api/v1/violations?rule=cost_guard").await;
     assert_eq!(list["violations"].as_array().unwrap().len(), 1);
     assert_eq!(list["violations"][0]["trace_id"], "cost-bad");
@@ -243,6 +257,90 @@ async fn reload_applies_good_edits_and_rejects_broken_ones_with_position() {
     assert!(
         fired(&resp).contains(&"token_budget".to_owned()),
         "old rules keep working"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_broken_file_never_switches_the_others_off() {
+    let rules = tempfile::tempdir().unwrap();
+    copy_rules(rules.path());
+    std::fs::write(
+        rules.path().join("broken.rhai"),
+        "const DESCRIPTION = \"x\";\nconst SEVERITY = \"high\";\nfn check(event, trace) {\n  let x = ;\n}\n",
+    )
+    .unwrap();
+    let app = app_with_rules(rules.path()).await;
+    let (_, listed) = app.get("/api/v1/rules").await;
+    assert_eq!(listed["rules"].as_array().unwrap().len(), 6, "{listed}");
+    let problem = &listed["load_problems"][0];
+    assert!(problem["file"].as_str().unwrap().ends_with("broken.rhai"));
+    assert_eq!(
+        (problem["line"].as_u64(), problem["column"].is_u64()),
+        (Some(4), true)
+    );
+    let (status, health) = app.get("/api/v1/health").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("degraded")));
+    assert_eq!(health["rules_loaded"], 6);
+    let (_, deep) = app.get("/api/v1/health/deep").await;
+    assert!(
+        deep["rules"]["problems"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken.rhai"),
+        "{deep}"
+    );
+    assert_default_rules_fire(&app).await;
+
+    // On reload, a broken edit to one file keeps its previous version; another file's good
+    // edit applies.
+    let token_budget = rules.path().join("token_budget.rhai");
+    std::fs::write(
+        &token_budget,
+        "const DESCRIPTION = \"half\";\nfn check(event, trace) {",
+    )
+    .unwrap();
+    let cost_guard = rules.path().join("cost_guard.rhai");
+    let src = std::fs::read_to_string(&cost_guard).unwrap();
+    assert!(
+        src.contains("TRACE_BUDGET_USD = 5.0"),
+        "the test edits this threshold"
+    );
+    std::fs::write(
+        &cost_guard,
+        src.replace("TRACE_BUDGET_USD = 5.0", "TRACE_BUDGET_USD = 0.01"),
+    )
+    .unwrap();
+    let mut applied = false;
+    for i in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut probe = ev(&format!("cheap-{i}"), "s", "llm");
+        probe["usage"] = json!({"input_tokens": 1, "output_tokens": 1, "cost_usd": 0.05});
+        let (_, resp) = app.post_json("/api/v1/traces", &batch(vec![probe])).await;
+        if fired(&resp).contains(&"cost_guard".to_owned()) {
+            applied = true;
+            break;
+        }
+    }
+    assert!(applied, "the good edit to cost_guard is in force");
+    let (_, listed) = app.get("/api/v1/rules").await;
+    let files: Vec<&str> = listed["load_problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["file"].as_str().unwrap())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("token_budget.rhai")),
+        "{listed}"
+    );
+    assert_eq!(listed["rules"].as_array().unwrap().len(), 6, "{listed}");
+    let mut bad = ev("tok-after-broken-edit", "s", "llm");
+    bad["usage"] = json!({"input_tokens": 150000, "output_tokens": 60000});
+    let (_, resp) = app.post_json("/api/v1/traces", &batch(vec![bad])).await;
+    assert!(
+        fired(&resp).contains(&"token_budget".to_owned()),
+        "the previous token_budget keeps protecting: {resp}"
     );
     app.stop().await;
 }

@@ -228,23 +228,24 @@ async fn bad_credentials_get_401_with_a_clear_message() {
     app.stop().await;
 }
 
-/// The README's route → permission table. Every route that needs a key is here.
+/// The README's route → permission table. Every route that needs a key is here; `{trace}`,
+/// `{job}` and `{key}` are replaced by real ids of project `p`.
 const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/traces", "traces:write"),
     ("POST", "/api/v1/evaluate", "traces:write"),
     ("GET", "/api/v1/traces", "traces:read"),
-    ("GET", "/api/v1/traces/some-trace", "traces:read"),
+    ("GET", "/api/v1/traces/{trace}", "traces:read"),
     ("GET", "/api/v1/violations", "traces:read"),
     ("GET", "/api/v1/rules", "rules:read"),
     ("POST", "/api/v1/ablation", "rules:read"),
-    ("GET", "/api/v1/ablation/nojob", "rules:read"),
+    ("GET", "/api/v1/ablation/{job}", "rules:read"),
     ("POST", "/v1/traces", "traces:write"),
     ("POST", "/api/public/otel/v1/traces", "traces:write"),
     ("GET", "/ws/ingest", "traces:write"),
     ("GET", "/api/v1/keys", "keys:admin"),
     ("POST", "/api/v1/keys", "keys:admin"),
-    ("POST", "/api/v1/keys/nokey/rotate", "keys:admin"),
-    ("DELETE", "/api/v1/keys/nokey", "keys:admin"),
+    ("POST", "/api/v1/keys/{key}/rotate", "keys:admin"),
+    ("DELETE", "/api/v1/keys/{key}", "keys:admin"),
     ("GET", "/api/v1/audit", "admin:all"),
     ("GET", "/api/v1/health/deep", "system:health"),
     ("GET", "/metrics", "system:metrics"),
@@ -261,16 +262,79 @@ const ALL: &[&str] = &[
     "system:health",
 ];
 
+/// A valid body for each route that takes one.
+fn valid_body(method: &str, path: &str) -> Option<Value> {
+    let otlp = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "name": "retrieve", "startTimeUnixNano": "1763805600000000000", "endTimeUnixNano": "1763805600500000000"
+    }]}]}]});
+    match (method, path) {
+        ("POST", "/api/v1/traces") => Some(batch(vec![event("walk", "s", "2026-11-22T10:00:00Z")])),
+        ("POST", "/api/v1/evaluate") => {
+            Some(json!({"kind": "tool", "name": "lookup", "input": {"id": 1}}))
+        }
+        ("POST", "/api/v1/ablation") => Some(json!({})),
+        ("POST", "/v1/traces") | ("POST", "/api/public/otel/v1/traces") => Some(otlp),
+        ("POST", "/api/v1/keys") => {
+            Some(json!({"name": "child", "projects": ["p"], "permissions": ["keys:admin"]}))
+        }
+        ("POST", _) => Some(json!({})),
+        _ => None,
+    }
+}
+
+/// Opens the WebSocket door with `key`: the upgrade's status (101 when allowed).
+async fn ws_status(app: &TestApp, key: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = app
+        .url("/ws/ingest")
+        .replace("http://", "ws://")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("websocket: {e}"),
+    }
+}
+
 #[tokio::test]
-async fn every_route_requires_its_permission() {
+async fn every_route_requires_its_permission_and_works_with_it_alone() {
     let app = spawn_app().await;
-    for (method, path, permission) in ROUTES {
-        let body = if *method == "POST" {
-            Some(json!({}))
-        } else {
-            None
-        };
-        let (_, anon) = call(&common::client(), method, app.url(path), body.clone()).await;
+    // Real ids in project `p`: a trace, an ablation job, and keys a keys:admin key may manage.
+    let owner_in_p = |method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, app.url(path))
+            .header("x-audittrail-project", "p")
+    };
+    let resp = owner_in_p(reqwest::Method::POST, "/api/v1/traces")
+        .json(&batch(vec![event(
+            "trace-in-p",
+            "s",
+            "2026-11-22T10:00:00Z",
+        )]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let resp = owner_in_p(reqwest::Method::POST, "/api/v1/ablation")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let job: Value = resp.json().await.unwrap();
+    let job = job["id"].as_str().unwrap().to_owned();
+
+    for (method, template, permission) in ROUTES {
+        let (target, _) = create_key(&app, &["p"], &["keys:admin"]).await;
+        let path = template
+            .replace("{trace}", "trace-in-p")
+            .replace("{job}", &job)
+            .replace("{key}", &target);
+        let body = valid_body(method, template);
+        let (_, anon) = call(&common::client(), method, app.url(&path), body.clone()).await;
         assert_eq!(anon["status"], 401, "{method} {path} without a key: {anon}");
 
         let others: Vec<&str> = ALL.iter().copied().filter(|p| p != permission).collect();
@@ -278,7 +342,7 @@ async fn every_route_requires_its_permission() {
         let (status, resp) = call(
             &client_with_key(&without),
             method,
-            app.url(path),
+            app.url(&path),
             body.clone(),
         )
         .await;
@@ -289,10 +353,18 @@ async fn every_route_requires_its_permission() {
         );
 
         let (_, with) = create_key(&app, &["p"], &[permission]).await;
-        let (status, resp) = call(&client_with_key(&with), method, app.url(path), body).await;
+        if *template == "/ws/ingest" {
+            assert_eq!(
+                ws_status(&app, &with).await,
+                101,
+                "{path} with {permission}"
+            );
+            continue;
+        }
+        let (status, resp) = call(&client_with_key(&with), method, app.url(&path), body).await;
         assert!(
-            ![401, 403].contains(&status),
-            "{method} {path} with {permission}: {status} {resp}"
+            (200..300).contains(&status),
+            "{method} {path} with only {permission}: {status} {resp}"
         );
     }
     let (_, denials) = app.get("/api/v1/audit?event_type=authorization").await;
@@ -700,4 +772,62 @@ async fn a_project_scoped_admin_pages_through_only_its_projects_audit_entries() 
         "the three denials against tenant-a, each once"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_audit_entries_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let port = common::free_port();
+    let mut child = common::serve_command(dir.path(), port)
+        .env("AUDITTRAIL_JSON_LOGS", "true")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_ready(&base).await;
+    let owner = common::bootstrap(&base).await;
+    let owner_client = client_with_key(&owner);
+    let resp = owner_client
+        .post(format!("{base}/api/v1/traces"))
+        .json(&batch(vec![event(
+            "json-logs",
+            "s",
+            "2026-11-22T10:00:00Z",
+        )]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let wrong = format!("{}XXXX", &owner[..owner.len() - 4]);
+    let resp = client_with_key(&wrong)
+        .get(format!("{base}/api/v1/traces"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    // SIGTERM: a clean shutdown flushes the log.
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let mut audit_lines = 0;
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        assert!(v.is_object(), "{line}");
+        if v["target"] == "audit" {
+            audit_lines += 1;
+        }
+    }
+    assert!(
+        audit_lines >= 2,
+        "bootstrap and the failed authentication: {text}"
+    );
+    let owner_secret = owner.split('_').nth(1).unwrap();
+    for secret in [owner_secret, &wrong, common::TEST_SECRET] {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
 }

@@ -52,6 +52,10 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("key hashing failed: {0}")]
     Hash(String),
+    #[error(
+        "this is the last active admin:all key; create another admin:all key before revoking it"
+    )]
+    LastAdmin,
 }
 
 impl From<sqlx::Error> for KeyError {
@@ -296,15 +300,27 @@ pub async fn rotate(store: &Store, id: &str) -> Result<IssuedKey, KeyError> {
     })
 }
 
+/// Revokes a key for good. The last active `admin:all` key cannot be revoked: nobody could
+/// administer the installation afterwards (except from the shell).
 pub async fn revoke(store: &Store, id: &str) -> Result<KeyRecord, KeyError> {
     let now = format_time(&Utc::now());
     let mut conn = store.write_connection().await?;
-    sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-        .bind(&now)
-        .bind(id)
-        .execute(&mut conn)
-        .await?;
+    // One statement, so two concurrent revocations cannot remove the last two admins.
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 \
+         AND (permissions NOT LIKE '%\"admin:all\"%' OR revoked_at IS NOT NULL OR EXISTS ( \
+           SELECT 1 FROM api_keys other WHERE other.id <> ?2 AND other.revoked_at IS NULL \
+           AND (other.expires_at IS NULL OR other.expires_at > ?1) \
+           AND other.permissions LIKE '%\"admin:all\"%'))",
+    )
+    .bind(&now)
+    .bind(id)
+    .execute(&mut conn)
+    .await?;
     let (rec, _) = find(&store.readers, id).await?.ok_or(KeyError::NotFound)?;
+    if done.rows_affected() == 0 {
+        return Err(KeyError::LastAdmin);
+    }
     Ok(rec)
 }
 

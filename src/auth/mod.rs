@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod keys;
 pub mod permission;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -2,9 +2,11 @@
 //!
 //! [`LiveRules`] holds the current [`RuleSet`] behind an `Arc` that is swapped atomically: an
 //! evaluation uses one whole rule set, old or new, never a mix. Edits to the rules directory
-//! (watched with `notify`) and SIGHUP trigger a reload; a reload that finds any broken file
-//! keeps the previous rule set running and records every error with file, line and column
-//! (log, `/api/v1/rules`, `/api/v1/health/deep`). Nothing here ever writes to the directory.
+//! (watched with `notify`) and SIGHUP trigger a reload. Each file is accepted or rejected on its
+//! own: a broken file never switches the other rules off (fail-closed for governance). At
+//! start-up the good files run; on reload a broken edit keeps that file's previous version.
+//! Every rejection is recorded with file, line and column (log, `/api/v1/rules`,
+//! `/api/v1/health/deep`; `/api/v1/health` is `degraded`). Nothing here writes to the directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,8 +52,8 @@ pub struct LiveRules {
 }
 
 impl LiveRules {
-    /// Loads `dir`. If it has problems the service starts with no rules (health: degraded)
-    /// and the problems are reported; the next good edit loads them.
+    /// Loads `dir`, file by file: the good rules run, every rejected file is reported (health:
+    /// degraded) until a good edit replaces it.
     pub fn load(dir: &Path) -> Self {
         let live = LiveRules {
             dir: dir.to_owned(),
@@ -118,31 +120,31 @@ impl LiveRules {
             .insert(rule_id.to_owned(), message.to_owned());
     }
 
-    /// Reloads the directory; returns whether the new rule set is in force.
+    /// Reloads the directory, file by file; returns whether every file was accepted. A file
+    /// that fails keeps its previous version (if it had one); the others' edits apply.
     pub fn reload(&self) -> bool {
-        match RuleSet::load_dir(&self.dir) {
-            Ok(set) => {
-                let ids: Vec<String> = set.rules().iter().map(|r| r.id().to_owned()).collect();
-                tracing::info!(dir = %self.dir.display(), rules = ?ids, "rules loaded");
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
-                self.problems
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
-                metrics::gauge!("audittrail_rules_loaded").set(ids.len() as f64);
-                self.audit_reload(true, serde_json::json!({ "rules": ids }));
-                true
-            }
-            Err(errors) => {
-                for e in &errors {
-                    tracing::error!(file = %e.file.display(), line = e.line, column = e.column, message = %e.message, "rule file rejected; the previous rule set stays in force");
-                }
-                metrics::counter!("audittrail_rule_reload_failures_total").increment(1);
-                *self.problems.write().unwrap_or_else(|p| p.into_inner()) =
-                    errors.iter().map(LoadProblem::from).collect();
-                false
-            }
+        let previous = self.current();
+        let (set, errors) = RuleSet::load_dir_per_file(&self.dir, Some(&previous));
+        let ids: Vec<String> = set.rules().iter().map(|r| r.id().to_owned()).collect();
+        for e in &errors {
+            tracing::error!(file = %e.file.display(), line = e.line, column = e.column, message = %e.message, "rule file rejected; its previous version, if any, stays in force and the other rules run");
         }
+        if errors.is_empty() {
+            tracing::info!(dir = %self.dir.display(), rules = ?ids, "rules loaded");
+        } else {
+            metrics::counter!("audittrail_rule_reload_failures_total").increment(1);
+            tracing::warn!(dir = %self.dir.display(), rules = ?ids, rejected = errors.len(), "rules loaded with problems");
+        }
+        let problems: Vec<LoadProblem> = errors.iter().map(LoadProblem::from).collect();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        *self.problems.write().unwrap_or_else(|p| p.into_inner()) = problems.clone();
+        metrics::gauge!("audittrail_rules_loaded").set(ids.len() as f64);
+        metrics::gauge!("audittrail_rule_load_problems").set(problems.len() as f64);
+        self.audit_reload(
+            errors.is_empty(),
+            serde_json::json!({ "rules": ids, "problems": problems }),
+        );
+        errors.is_empty()
     }
 }
 

@@ -143,37 +143,56 @@ impl RuleSet {
         self
     }
 
-    /// Compiles every `*.rhai` file in `dir` (not recursive), in file-name order.
+    /// Compiles every `*.rhai` file in `dir` (not recursive), in file-name order. Any problem
+    /// in any file fails the whole set (`rules check`, ablation candidates).
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<RuleSet, Vec<RuleLoadError>> {
-        let dir = dir.as_ref();
-        let unreadable = |e: std::io::Error| {
-            vec![RuleLoadError::new(
-                dir,
-                Position::NONE,
-                format!("cannot read rules directory: {e}"),
-            )]
-        };
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-            let path = entry.map_err(unreadable)?.path();
-            if path.extension().is_some_and(|e| e == "rhai") && path.is_file() {
-                paths.push(path);
-            }
-        }
-        paths.sort();
-        let mut errors = Vec::new();
-        let mut sources = Vec::new();
-        for path in paths {
-            match std::fs::read_to_string(&path) {
-                Ok(src) => sources.push((path, src)),
-                Err(e) => errors.push(RuleLoadError::new(
-                    &path,
-                    Position::NONE,
-                    format!("cannot read: {e}"),
-                )),
-            }
-        }
+        let (sources, errors) = read_dir_sources(dir.as_ref())?;
         Self::build(sources, errors)
+    }
+
+    /// Compiles every file of `dir` on its own: good files are in the returned set, every
+    /// problem is returned beside it. A file that fails keeps its version in `previous` (same
+    /// path), so one broken edit never switches off a rule that was protecting anything; a
+    /// directory that cannot be read at all keeps `previous` whole.
+    pub fn load_dir_per_file(
+        dir: impl AsRef<Path>,
+        previous: Option<&RuleSet>,
+    ) -> (RuleSet, Vec<RuleLoadError>) {
+        let kept =
+            |previous: Option<&RuleSet>| previous.map(|p| p.rules.clone()).unwrap_or_default();
+        let (sources, mut errors) = match read_dir_sources(dir.as_ref()) {
+            Ok(found) => found,
+            Err(errors) => {
+                return (
+                    RuleSet {
+                        engine: engine::sandboxed_engine(),
+                        rules: kept(previous),
+                    },
+                    errors,
+                );
+            }
+        };
+        // Files that could not be read keep their previous version too.
+        let mut rules: Vec<Rule> = errors
+            .iter()
+            .filter_map(|e| previous?.rules.iter().find(|r| r.path == e.file).cloned())
+            .collect();
+        let engine = engine::sandboxed_engine();
+        for (path, src) in sources {
+            match compile_rule(&engine, &path, &src) {
+                Ok(rule) => rules.push(rule),
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    if let Some(old) =
+                        previous.and_then(|p| p.rules.iter().find(|r| r.path == path))
+                    {
+                        rules.push(old.clone());
+                    }
+                }
+            }
+        }
+        rules.sort_by(|a, b| a.path.cmp(&b.path));
+        (RuleSet { engine, rules }, errors)
     }
 
     /// Compiles rules from `(path, source)` pairs; the id is the path's file stem.
@@ -278,6 +297,44 @@ impl RuleSet {
             }),
         }
     }
+}
+
+/// Rule files and their sources.
+type Sources = Vec<(PathBuf, String)>;
+
+/// The `*.rhai` files of `dir` (not recursive) in file-name order, with their sources, and a
+/// problem for each file that could not be read. `Err` when the directory itself cannot.
+fn read_dir_sources(
+    dir: &Path,
+) -> Result<(Sources, Vec<RuleLoadError>), Vec<RuleLoadError>> {
+    let unreadable = |e: std::io::Error| {
+        vec![RuleLoadError::new(
+            dir,
+            Position::NONE,
+            format!("cannot read rules directory: {e}"),
+        )]
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        if path.extension().is_some_and(|e| e == "rhai") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut errors = Vec::new();
+    let mut sources = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(src) => sources.push((path, src)),
+            Err(e) => errors.push(RuleLoadError::new(
+                &path,
+                Position::NONE,
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+    Ok((sources, errors))
 }
 
 fn event_kind(event: &Value) -> Option<&str> {

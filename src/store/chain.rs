@@ -7,8 +7,10 @@
 //! recompute links after editing, inserting, deleting or reordering a record.
 //!
 //! Retention and erasure stay verifiable: erasure clears a record's body but keeps its digest
-//! and link (the chain still verifies; the record is reported as erased), and retention removes
-//! a prefix after recording the last removed link as the chain's new *base*.
+//! and link, and appends a chained *erasure receipt* naming the positions it cleared (a
+//! missing body that no later receipt covers is tampering); retention removes a prefix after
+//! recording the last removed link as the chain's new *base*. The base and the head checkpoint
+//! are stored with a [`ChainKey::state_tag`], so they cannot be moved without the secret.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -18,12 +20,21 @@ pub type Hash = [u8; 32];
 /// The link before the first record of a fresh log.
 pub const GENESIS: Hash = [0; 32];
 
-/// HMAC key for links, derived from the operator's secret. Never logged.
+/// HMAC keys for links and for the chain's authenticated state, derived from the operator's
+/// secret. Never logged.
 ///
-/// Holds the HMAC state already keyed (inner and outer pads absorbed), so each link costs
+/// Each holds its HMAC state already keyed (inner and outer pads absorbed), so a link costs
 /// two SHA-256 compressions instead of four: links are computed one by one in the writer.
 #[derive(Clone)]
-pub struct ChainKey(Hmac<Sha256>);
+pub struct ChainKey {
+    links: Hmac<Sha256>,
+    /// Tags on the chain's base and head checkpoint rows (see [`StateTag`]).
+    state: Hmac<Sha256>,
+    /// Links of the security audit log's own chain.
+    audit: Hmac<Sha256>,
+    /// Pseudonyms of erasure selectors (a receipt names its subject without the value).
+    selector: Hmac<Sha256>,
+}
 
 impl std::fmt::Debug for ChainKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,26 +42,74 @@ impl std::fmt::Debug for ChainKey {
     }
 }
 
+/// Which piece of chain state a tag authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateTag {
+    /// `chain_base`: the link before the first kept record, after a retention sweep.
+    Base,
+    /// `chain_head`: the last record's position and link, updated with every commit.
+    Head,
+}
+
+fn derived(secret: &[u8], label: &[u8]) -> Hmac<Sha256> {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(label);
+    let key: Hash = mac.finalize().into_bytes().into();
+    <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC accepts keys of any length")
+}
+
 impl ChainKey {
-    /// Derives the chain key; a separate derivation label keeps it distinct from any other key
-    /// made from the same secret (pseudonyms, sessions).
+    /// Derives the chain keys; separate derivation labels keep them distinct from each other
+    /// and from any other key made from the same secret (pseudonyms, sessions).
     pub fn derive(secret: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-            .expect("HMAC accepts keys of any length");
-        mac.update(b"audittrail/event-chain/v1");
-        let key: Hash = mac.finalize().into_bytes().into();
-        ChainKey(
-            <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
-                .expect("HMAC accepts keys of any length"),
-        )
+        ChainKey {
+            links: derived(secret, b"audittrail/event-chain/v1"),
+            state: derived(secret, b"audittrail/chain-state/v1"),
+            audit: derived(secret, b"audittrail/audit-chain/v1"),
+            selector: derived(secret, b"audittrail/erasure-selector/v1"),
+        }
     }
 
     /// The link of the record at log position `seq`: covers the previous link (deletion,
     /// insertion), the position (reordering) and the content digest (edits).
     pub fn link(&self, prev: &Hash, seq: i64, digest: &Hash) -> Hash {
-        let mut mac = self.0.clone();
+        let mut mac = self.links.clone();
         mac.update(prev);
         mac.update(&seq.to_be_bytes());
+        mac.update(digest);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Authenticates a (position, link) pair stored outside the records themselves, so that
+    /// nobody without the secret can move the chain's base or roll its head checkpoint.
+    pub fn state_tag(&self, what: StateTag, seq: i64, link: &Hash) -> Hash {
+        let mut mac = self.state.clone();
+        mac.update(match what {
+            StateTag::Base => b"base",
+            StateTag::Head => b"head",
+        });
+        mac.update(&seq.to_be_bytes());
+        mac.update(link);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A keyed pseudonym of an erasure selector's value (hex), so a receipt can name its subject
+    /// without keeping it: the same value always gives the same pseudonym.
+    pub fn selector_pseudonym(&self, field: &str, value: &str) -> String {
+        let mut mac = self.selector.clone();
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
+        mac.update(value.as_bytes());
+        let d: Hash = mac.finalize().into_bytes().into();
+        to_hex(&d)
+    }
+
+    /// The link of the audit-log entry with id `id` (the audit log's own chain).
+    pub fn audit_link(&self, prev: &Hash, id: i64, digest: &Hash) -> Hash {
+        let mut mac = self.audit.clone();
+        mac.update(prev);
+        mac.update(&id.to_be_bytes());
         mac.update(digest);
         mac.finalize().into_bytes().into()
     }

@@ -15,10 +15,13 @@
 //! stored, the chain head does not move); the writer keeps running and reports itself
 //! unhealthy until a commit succeeds again.
 
+pub mod audit_log;
 pub mod chain;
+pub mod chain_state;
 pub mod checkpoint;
 pub mod projection;
 pub mod query;
+pub mod receipt;
 pub mod record;
 pub mod replay;
 pub mod schema;
@@ -149,6 +152,27 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.location.path
+    }
+
+    /// Closes the readers and folds the WAL back into the database file, so that a stopped
+    /// server leaves one self-contained file (SQLite removes `-wal` and `-shm` when the last
+    /// connection closes). Call it after the writer has stopped.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        match write_options(&self.location.path).connect().await {
+            Ok(mut conn) => {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut conn)
+                    .await
+                {
+                    tracing::warn!(error = %e, "final WAL checkpoint failed; the -wal file stays beside the database");
+                }
+                let _ = conn.close().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the database for the final WAL checkpoint")
+            }
+        }
     }
 
     /// Cheap liveness probe of the read side.

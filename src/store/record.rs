@@ -82,6 +82,39 @@ impl PreparedEvent {
         }
     }
 
+    /// A record the writer makes itself (an erasure receipt, an audit checkpoint): no trace,
+    /// no client id, its body as given.
+    pub(super) fn own(
+        record_type: RecordType,
+        project: &str,
+        body: Value,
+        recorded_at: &str,
+    ) -> Self {
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let body_text = serde_json::to_string(&body).expect("a JSON value always serialises");
+        let digest = chain::digest(&RecordContent {
+            project,
+            event_id: &event_id,
+            record_type: record_type.as_str(),
+            recorded_at,
+            body: &body_text,
+        });
+        PreparedEvent {
+            project: project.to_owned(),
+            event_id,
+            id_from_client: false,
+            record_type,
+            trace_id: String::new(),
+            session_id: None,
+            event_time: recorded_at.to_owned(),
+            recorded_at: recorded_at.to_owned(),
+            body,
+            body_text,
+            digest,
+            facts: None,
+        }
+    }
+
     pub fn event_id(&self) -> &str {
         &self.event_id
     }

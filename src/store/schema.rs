@@ -24,7 +24,39 @@ pub enum ChainBase {
     Id,
     Seq,
     Link,
+    Tag,
 }
+
+#[derive(Iden, Clone, Copy)]
+pub enum ChainHead {
+    Table,
+    Id,
+    Seq,
+    Link,
+    Tag,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum AuditLog {
+    Table,
+    Id,
+    Timestamp,
+    EventType,
+    Principal,
+    Project,
+    Resource,
+    Operation,
+    Result,
+    CorrelationId,
+    SourceIp,
+    Metadata,
+    Digest,
+    Link,
+}
+
+/// The project of records that belong to no tenant (audit checkpoints, retention receipts):
+/// `*` is the all-projects scope marker and never a valid project id.
+pub const SYSTEM_PROJECT: &str = "*";
 
 #[derive(Iden, Clone, Copy)]
 pub enum Traces {
@@ -54,6 +86,10 @@ pub enum RecordType {
     Violation,
     /// A rule failed (error or limit) on the preceding event.
     RuleError,
+    /// Bodies of earlier records were erased: who, when, why, and which positions.
+    Erasure,
+    /// The security audit log's chain head at this point of the event log.
+    AuditCheckpoint,
 }
 
 impl RecordType {
@@ -63,6 +99,8 @@ impl RecordType {
             RecordType::Guard => "guard",
             RecordType::Violation => "violation",
             RecordType::RuleError => "rule_error",
+            RecordType::Erasure => "erasure",
+            RecordType::AuditCheckpoint => "audit_checkpoint",
         }
     }
 }

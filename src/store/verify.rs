@@ -1,28 +1,53 @@
 //! `audittrail verify`: walks the chain and names the first record that does not verify.
 //!
-//! Detects an edited record (digest mismatch), a deleted, inserted or reordered record (link
-//! mismatch: the link covers the previous link and the position), an edited
-//! digest or link, and a truncated tail (the log ends before, or disagrees with, the last
-//! checkpoint recorded outside the events table). Erased records (body cleared, digest kept)
-//! verify through their stored digest and are counted.
+//! What it proves, for someone without `AUDITTRAIL_SECRET_KEY`:
+//! - an edited record (digest mismatch), and a deleted, inserted or reordered one (link
+//!   mismatch, or a gap in positions), is named by its position;
+//! - a missing body is accepted only where a later erasure receipt — itself a verified record —
+//!   lists that position; any other missing body is tampering;
+//! - the chain's base (after retention) and its head checkpoint are authenticated with the
+//!   chain key: a forged base, or a tail cut off the log, is detected from the database file
+//!   alone;
+//! - the security audit log verifies along its own chain and matches every audit checkpoint
+//!   the event log recorded.
+//!
+//! What it cannot prove: anything against someone who holds the secret key (they can re-chain
+//! an edit), and a tail cut together with a rollback of the head checkpoint to an older genuine
+//! copy of itself (taken from an earlier backup); the checkpoint file beside the database, when
+//! present, is an extra check against the latter.
+//!
+//! Everything is read in one read transaction, so a server appending meanwhile is harmless.
+
+use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, SqliteConnection};
 
 use super::StoreError;
-use super::chain::{self, ChainKey, RecordContent};
+use super::audit_log::{self, AuditAnchor, AuditFault, AuditReport};
+use super::chain::{self, ChainKey, Hash, RecordContent, StateTag};
 use super::checkpoint::Checkpoint;
+use super::receipt::ErasureReceipt;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Records whose links were checked.
     pub records: u64,
-    /// Of those, records whose body was erased (verified by stored digest).
+    /// Of those, records whose body was erased (covered by a receipt).
     pub erased: u64,
+    /// Erasure receipts found in the log.
+    pub receipts: u64,
     /// Position of the last record (or of the base when the log is empty).
     pub head_seq: i64,
+    /// The link of the last record (or of the base), hex: two copies of one log agree on it.
+    pub head_link: String,
     /// Position verification started after (0 unless retention removed a prefix).
     pub base_seq: i64,
+    /// Whether the database holds an authenticated head checkpoint (older databases may not).
+    pub head_checkpoint: bool,
+    pub audit: AuditReport,
+    /// Something worth saying that is not tampering (e.g. a stale checkpoint file).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,14 +60,34 @@ pub enum ChainFault {
     BrokenLink { seq: i64, event_id: String },
     #[error("record seq {seq}: stored digest or link is malformed")]
     Malformed { seq: i64 },
+    #[error("records seq {from}..={to} are missing (deleted)")]
+    Missing { from: i64, to: i64 },
     #[error(
-        "the log ends at seq {head_seq} but a checkpoint recorded seq {checkpoint_seq}: records were removed from the tail"
+        "record seq {seq} (event {event_id}): its body is missing and no later erasure receipt covers it (deleted evidence)"
+    )]
+    ErasedWithoutReceipt { seq: i64, event_id: String },
+    #[error("erasure receipt at seq {seq} is malformed")]
+    BadReceipt { seq: i64 },
+    #[error(
+        "the chain base (seq {seq}) is not authenticated by the chain key: it was forged or edited"
+    )]
+    ForgedBase { seq: i64 },
+    #[error(
+        "the head checkpoint (seq {seq}) is not authenticated by the chain key: it was forged or edited"
+    )]
+    ForgedHead { seq: i64 },
+    #[error(
+        "the log ends at seq {head_seq} but its head checkpoint recorded seq {checkpoint_seq}: records were removed from the tail"
     )]
     Truncated { head_seq: i64, checkpoint_seq: i64 },
     #[error(
         "the record at checkpoint seq {seq} has a different link than the checkpoint recorded: the log was rewritten"
     )]
     CheckpointMismatch { seq: i64 },
+    #[error("the log continues past its head checkpoint (seq {checkpoint_seq}) to seq {head_seq}")]
+    BeyondHead { head_seq: i64, checkpoint_seq: i64 },
+    #[error("security audit log: {0}")]
+    Audit(#[from] AuditFault),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,100 +104,213 @@ impl From<sqlx::Error> for VerifyError {
     }
 }
 
-/// Verifies the whole log. `progress` is called with the number of records checked so far.
-pub async fn verify(
-    pool: &SqlitePool,
+/// An authenticated `(seq, link)` row: the chain base or the head checkpoint.
+struct StateRow {
+    seq: i64,
+    link: Hash,
+    authentic: bool,
+}
+
+async fn state_row(
+    conn: &mut SqliteConnection,
+    table: &str,
+    what: StateTag,
     key: &ChainKey,
-    checkpoint: Option<&Checkpoint>,
+) -> Result<Option<StateRow>, VerifyError> {
+    let sql = format!("SELECT seq, link, tag FROM {table} WHERE id = 1");
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let seq: i64 = row.try_get("seq")?;
+    let link = chain::from_hex(&row.try_get::<String, _>("link")?);
+    let tag = row
+        .try_get::<Option<String>, _>("tag")?
+        .and_then(|t| chain::from_hex(&t));
+    let Some(link) = link else {
+        return Ok(Some(StateRow {
+            seq,
+            link: chain::GENESIS,
+            authentic: false,
+        }));
+    };
+    let authentic = tag == Some(key.state_tag(what, seq, &link));
+    Ok(Some(StateRow {
+        seq,
+        link,
+        authentic,
+    }))
+}
+
+/// Positions covered by erasure receipts: position → the receipt's own position.
+async fn erasure_cover(
+    conn: &mut SqliteConnection,
+) -> Result<(HashMap<i64, i64>, u64), VerifyError> {
+    let mut cover = HashMap::new();
+    let mut receipts = 0;
+    let rows =
+        sqlx::query("SELECT seq, body FROM events WHERE record_type = 'erasure' ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await?;
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        let body: Option<String> = row.try_get("body")?;
+        let Some(receipt) = body.as_deref().and_then(ErasureReceipt::parse) else {
+            return Err(ChainFault::BadReceipt { seq }.into());
+        };
+        receipts += 1;
+        for covered in receipt.seqs {
+            // Only a *later* receipt can account for a missing body.
+            if covered < seq {
+                cover.entry(covered).or_insert(seq);
+            }
+        }
+    }
+    Ok((cover, receipts))
+}
+
+/// Verifies the whole log and the audit log. `side_file` is the checkpoint file kept beside the
+/// database, if any. `progress` is called with the number of records checked so far.
+pub async fn verify(
+    conn: &mut SqliteConnection,
+    key: &ChainKey,
+    side_file: Option<&Checkpoint>,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, VerifyError> {
-    let base = sqlx::query("SELECT seq, link FROM chain_base WHERE id = 1")
-        .fetch_optional(pool)
-        .await?;
-    let (mut report, mut prev) = match base {
-        None => (VerifyReport::default(), chain::GENESIS),
-        Some(row) => {
+    let mut tx = conn.begin().await?;
+    let mut report = VerifyReport::default();
+    let mut prev = chain::GENESIS;
+    if let Some(base) = state_row(&mut tx, "chain_base", StateTag::Base, key).await? {
+        if !base.authentic {
+            return Err(ChainFault::ForgedBase { seq: base.seq }.into());
+        }
+        report.base_seq = base.seq;
+        report.head_seq = base.seq;
+        prev = base.link;
+    }
+    let (cover, receipts) = erasure_cover(&mut tx).await?;
+    report.receipts = receipts;
+    let mut anchors: Vec<(i64, AuditAnchor)> = Vec::new();
+    let mut side_link_seen = None;
+    {
+        let mut rows = sqlx::query(
+            "SELECT seq, project, event_id, record_type, recorded_at, body, digest, link FROM events ORDER BY seq",
+        )
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
             let seq: i64 = row.try_get("seq")?;
-            let link = chain::from_hex(&row.try_get::<String, _>("link")?)
-                .ok_or(ChainFault::Malformed { seq })?;
-            (
-                VerifyReport {
-                    base_seq: seq,
-                    head_seq: seq,
-                    ..Default::default()
-                },
-                link,
-            )
-        }
-    };
-    let mut checkpoint_link_seen = None;
-    let mut rows = sqlx::query(
-        "SELECT seq, project, event_id, record_type, recorded_at, body, digest, link FROM events ORDER BY seq",
-    )
-    .fetch(pool);
-    while let Some(row) = rows.try_next().await? {
-        let seq: i64 = row.try_get("seq")?;
-        let event_id: String = row.try_get("event_id")?;
-        let stored_digest = chain::from_hex(&row.try_get::<String, _>("digest")?)
-            .ok_or(ChainFault::Malformed { seq })?;
-        let link_hex: String = row.try_get("link")?;
-        let stored_link = chain::from_hex(&link_hex).ok_or(ChainFault::Malformed { seq })?;
-        let body: Option<String> = row.try_get("body")?;
-        let digest = match &body {
-            Some(body) => {
-                let project: String = row.try_get("project")?;
-                let record_type: String = row.try_get("record_type")?;
-                let recorded_at: String = row.try_get("recorded_at")?;
-                let d = chain::digest(&RecordContent {
-                    project: &project,
-                    event_id: &event_id,
-                    record_type: &record_type,
-                    recorded_at: &recorded_at,
-                    body,
-                });
-                if d != stored_digest {
-                    return Err(ChainFault::Edited { seq, event_id }.into());
+            let event_id: String = row.try_get("event_id")?;
+            if seq != report.head_seq + 1 {
+                return Err(ChainFault::Missing {
+                    from: report.head_seq + 1,
+                    to: seq - 1,
                 }
-                d
+                .into());
             }
-            None => {
-                report.erased += 1;
-                stored_digest
+            let stored_digest = chain::from_hex(&row.try_get::<String, _>("digest")?)
+                .ok_or(ChainFault::Malformed { seq })?;
+            let stored_link = chain::from_hex(&row.try_get::<String, _>("link")?)
+                .ok_or(ChainFault::Malformed { seq })?;
+            let body: Option<String> = row.try_get("body")?;
+            let record_type: String = row.try_get("record_type")?;
+            let digest = match &body {
+                Some(body) => {
+                    let project: String = row.try_get("project")?;
+                    let recorded_at: String = row.try_get("recorded_at")?;
+                    let d = chain::digest(&RecordContent {
+                        project: &project,
+                        event_id: &event_id,
+                        record_type: &record_type,
+                        recorded_at: &recorded_at,
+                        body,
+                    });
+                    if d != stored_digest {
+                        return Err(ChainFault::Edited { seq, event_id }.into());
+                    }
+                    d
+                }
+                None => {
+                    if !cover.contains_key(&seq) {
+                        return Err(ChainFault::ErasedWithoutReceipt { seq, event_id }.into());
+                    }
+                    report.erased += 1;
+                    stored_digest
+                }
+            };
+            let link = key.link(&prev, seq, &digest);
+            if link != stored_link {
+                return Err(ChainFault::BrokenLink { seq, event_id }.into());
             }
-        };
-        let link = key.link(&prev, seq, &digest);
-        if link != stored_link {
-            return Err(ChainFault::BrokenLink { seq, event_id }.into());
-        }
-        if checkpoint.is_some_and(|cp| cp.seq == seq) {
-            checkpoint_link_seen = Some(link_hex);
-        }
-        prev = link;
-        report.records += 1;
-        report.head_seq = seq;
-        if report.records.is_multiple_of(10_000) {
-            progress(report.records);
+            if record_type == "audit_checkpoint"
+                && let Some(anchor) = body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_str::<AuditAnchor>(b).ok())
+            {
+                anchors.push((seq, anchor));
+            }
+            if side_file.is_some_and(|cp| cp.seq == seq) {
+                side_link_seen = Some(chain::to_hex(&link));
+            }
+            prev = link;
+            report.records += 1;
+            report.head_seq = seq;
+            if report.records.is_multiple_of(10_000) {
+                progress(report.records);
+            }
         }
     }
     progress(report.records);
-    if let Some(cp) = checkpoint {
-        if cp.seq > report.head_seq {
-            return Err(ChainFault::Truncated {
-                head_seq: report.head_seq,
-                checkpoint_seq: cp.seq,
+    report.head_link = chain::to_hex(&prev);
+    match state_row(&mut tx, "chain_head", StateTag::Head, key).await? {
+        Some(head) => {
+            if !head.authentic {
+                return Err(ChainFault::ForgedHead { seq: head.seq }.into());
             }
-            .into());
+            if head.seq > report.head_seq {
+                return Err(ChainFault::Truncated {
+                    head_seq: report.head_seq,
+                    checkpoint_seq: head.seq,
+                }
+                .into());
+            }
+            if head.seq < report.head_seq {
+                return Err(ChainFault::BeyondHead {
+                    head_seq: report.head_seq,
+                    checkpoint_seq: head.seq,
+                }
+                .into());
+            }
+            if head.link != prev {
+                return Err(ChainFault::CheckpointMismatch { seq: head.seq }.into());
+            }
+            report.head_checkpoint = true;
         }
-        // A checkpoint older than the retention base cannot be checked; one inside the log must match.
-        if cp.seq > report.base_seq && checkpoint_link_seen.as_deref() != Some(cp.link.as_str()) {
+        None if report.records > 0 => report.notes.push(
+            "no head checkpoint in the database (written by an older version); a cut-off tail is detected only by the checkpoint file".into(),
+        ),
+        None => {}
+    }
+    report.audit = audit_log::verify(&mut tx, key, &anchors)
+        .await?
+        .map_err(ChainFault::Audit)?;
+    if let Some(cp) = side_file {
+        if cp.seq > report.head_seq {
+            report.notes.push(format!(
+                "the checkpoint file beside the database records seq {}, beyond this database's head {}: if the database was restored from a backup, the file is stale (the server rewrites it at start-up); otherwise records after seq {} were removed and the head checkpoint rolled back",
+                cp.seq, report.head_seq, report.head_seq
+            ));
+        } else if cp.seq > report.base_seq && side_link_seen.as_deref() != Some(cp.link.as_str()) {
             return Err(ChainFault::CheckpointMismatch { seq: cp.seq }.into());
         }
     }
+    tx.rollback().await?;
     Ok(report)
 }
 
 /// Number of records in the log, for progress bars.
-pub async fn count_records(pool: &SqlitePool) -> Result<u64, StoreError> {
+pub async fn count_records(pool: &sqlx::SqlitePool) -> Result<u64, StoreError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
         .fetch_one(pool)
         .await?;

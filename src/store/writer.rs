@@ -27,14 +27,17 @@ use serde::Serialize;
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::audit_log;
 use super::chain::{self, ChainKey, Hash};
+use super::chain_state::{self, Head};
 use super::checkpoint::{Checkpoint, CheckpointFile};
 use super::projection::{TraceBatch, TraceSummaryRow};
+use super::receipt::{EraseRequest, EraseSelector, ErasureReceipt};
 use super::record::{OutcomeRecord, PreparedEvent};
 use super::schema::{Events, RecordType};
 use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
-use crate::auth::audit::{self, AuditEntry};
+use crate::auth::audit::AuditEntry;
 use crate::event::format_time;
 use crate::rules::live::LiveRules;
 use crate::rules::{RuleOutcome, RunningTotals, SessionTotals, TraceTotals, TraceView};
@@ -111,8 +114,25 @@ impl WriterStatus {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<AppendRequest>,
-    probe: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    ops: mpsc::Sender<WriteOp>,
     pub status: Arc<WriterStatus>,
+}
+
+/// Write operations other than appends, handled by the commit stage between groups.
+enum WriteOp {
+    /// A real write and read-back (deep health check).
+    Probe(oneshot::Sender<Result<(), String>>),
+    /// Clears the bodies of the selected records and appends an erasure receipt.
+    Erase(EraseRequest, oneshot::Sender<Result<Erased, String>>),
+    /// Anchors the audit log's chain head in the event log now (a consistent cut).
+    AuditCut(oneshot::Sender<Result<i64, String>>),
+}
+
+/// A committed erasure: its receipt and the receipt's position in the log.
+#[derive(Debug, Clone)]
+pub struct Erased {
+    pub receipt_seq: i64,
+    pub receipt: ErasureReceipt,
 }
 
 impl WriterHandle {
@@ -136,22 +156,36 @@ impl WriterHandle {
     /// A real write and read-back through the writer (deep health check).
     pub async fn probe(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.probe
-            .try_send(tx)
-            .map_err(|_| "the writer is busy or stopped".to_owned())?;
+        self.op(WriteOp::Probe(tx)).await?;
         rx.await.map_err(|_| "the writer stopped".to_owned())?
+    }
+
+    /// Erases the bodies of the records `request` selects and appends a chained receipt;
+    /// resolves once both are committed.
+    pub async fn erase(&self, request: EraseRequest) -> Result<Erased, String> {
+        let (tx, rx) = oneshot::channel();
+        self.op(WriteOp::Erase(request, tx)).await?;
+        rx.await.map_err(|_| "the writer stopped".to_owned())?
+    }
+
+    /// Anchors the audit log in the event log now; returns the audit entry id covered.
+    pub async fn audit_cut(&self) -> Result<i64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.op(WriteOp::AuditCut(tx)).await?;
+        rx.await.map_err(|_| "the writer stopped".to_owned())?
+    }
+
+    async fn op(&self, op: WriteOp) -> Result<(), String> {
+        self.ops
+            .send(op)
+            .await
+            .map_err(|_| "the writer has stopped".to_owned())
     }
 
     /// Whether the queue still has room (for health reporting).
     pub fn queue_free(&self) -> usize {
         self.tx.capacity()
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Head {
-    seq: i64,
-    link: Hash,
 }
 
 /// State the two stages share.
@@ -216,7 +250,12 @@ struct Committer {
     status: Arc<WriterStatus>,
     last_checkpoint: Instant,
     shared: Arc<Shared>,
+    /// The audit entry id the event log's last audit checkpoint covers.
+    anchored_audit_id: i64,
 }
+
+/// How often the commit stage anchors new audit entries in the event log.
+const AUDIT_ANCHOR_EVERY: Duration = Duration::from_secs(60);
 
 /// Batches waiting between the stages (beyond the one being committed).
 const STAGE_QUEUE: usize = 1;
@@ -229,16 +268,17 @@ pub async fn spawn(
     audit_rx: mpsc::Receiver<AuditEntry>,
 ) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
     let mut conn = store.write_connection().await?;
-    let head = load_head(&mut conn).await?;
-    if let Some(cp) = cfg.checkpoint.read()?
+    let head = chain_state::load_head(&mut conn, &cfg.key).await?;
+    if let Ok(Some(cp)) = cfg.checkpoint.read()
         && cp.seq > head.seq
     {
-        tracing::error!(
-            checkpoint_seq = cp.seq,
+        tracing::warn!(
+            checkpoint_file_seq = cp.seq,
             log_head_seq = head.seq,
-            "the event log ends before its last checkpoint: records were removed from its tail; run `audittrail verify`"
+            "the checkpoint file is ahead of the database (restored from a backup?); it is rewritten now. If no backup was restored, run `audittrail verify`"
         );
     }
+    let anchored_audit_id = last_audit_anchor(&mut conn).await?;
     let status = Arc::new(WriterStatus {
         healthy: AtomicBool::new(true),
         head_seq: AtomicI64::new(head.seq),
@@ -270,42 +310,30 @@ pub async fn spawn(
         status: status.clone(),
         last_checkpoint: Instant::now(),
         shared,
+        anchored_audit_id,
     };
     let (tx, rx) = mpsc::channel(committer.cfg.queue_capacity.max(1));
     let (evaluated_tx, evaluated_rx) = mpsc::channel(STAGE_QUEUE);
-    let (probe, probe_rx) = mpsc::channel(4);
+    let (ops, ops_rx) = mpsc::channel(16);
+    let mut committer = committer;
+    committer.write_checkpoint();
     tokio::spawn(evaluator.run(rx, evaluated_tx));
-    let task = tokio::spawn(committer.run(evaluated_rx, audit_rx, probe_rx));
-    Ok((WriterHandle { tx, probe, status }, task))
+    let task = tokio::spawn(committer.run(evaluated_rx, audit_rx, ops_rx));
+    Ok((WriterHandle { tx, ops, status }, task))
 }
 
-async fn load_head(conn: &mut SqliteConnection) -> Result<Head, StoreError> {
-    let last = sqlx::query("SELECT seq, link FROM events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let row = match last {
-        Some(row) => Some(row),
-        None => {
-            sqlx::query("SELECT seq, link FROM chain_base WHERE id = 1")
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-    };
-    Ok(match row {
-        None => Head {
-            seq: 0,
-            link: chain::GENESIS,
-        },
-        Some(row) => {
-            let seq: i64 = row.try_get("seq")?;
-            let link: String = row.try_get("link")?;
-            let link = chain::from_hex(&link).ok_or(StoreError::Corrupt {
-                seq,
-                reason: "link is not 64 hex digits".into(),
-            })?;
-            Head { seq, link }
-        }
-    })
+/// The audit entry id covered by the log's last audit checkpoint (0 if none).
+async fn last_audit_anchor(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    let body: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT body FROM events WHERE record_type = 'audit_checkpoint' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(body
+        .flatten()
+        .and_then(|b| serde_json::from_str::<audit_log::AuditAnchor>(&b).ok())
+        .map(|a| a.audit_id)
+        .unwrap_or(0))
 }
 
 fn id_key(project: &str, event_id: &str) -> String {
@@ -569,9 +597,11 @@ impl Committer {
         mut self,
         mut rx: mpsc::Receiver<Evaluated>,
         mut audit: mpsc::Receiver<AuditEntry>,
-        mut probes: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
+        mut ops: mpsc::Receiver<WriteOp>,
     ) {
         let mut audit_open = true;
+        let mut anchor_tick = tokio::time::interval(AUDIT_ANCHOR_EVERY);
+        anchor_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut batch = tokio::select! {
                 biased;
@@ -579,8 +609,14 @@ impl Committer {
                     Some(batch) => batch,
                     None => break,
                 },
-                Some(reply) = probes.recv() => {
-                    let _ = reply.send(self.probe().await.map_err(|e| e.to_string()));
+                Some(op) = ops.recv() => {
+                    self.handle(op).await;
+                    continue;
+                }
+                _ = anchor_tick.tick() => {
+                    if let Err(err) = self.anchor_audit(false).await {
+                        tracing::error!(error = %err, "could not anchor the audit log in the event log; will retry");
+                    }
                     continue;
                 }
                 entry = audit.recv(), if audit_open => {
@@ -640,8 +676,170 @@ impl Committer {
                 }
             }
         }
+        // Audit entries still queued, then one last anchor covering them.
+        let mut entries = Vec::new();
+        while let Ok(e) = audit.try_recv() {
+            entries.push(e);
+        }
+        if !entries.is_empty()
+            && let Err(err) = self.write_audit(&entries).await
+        {
+            tracing::error!(error = %err, lost = entries.len(), "could not store audit entries at shutdown (they are in the log stream)");
+        }
+        if let Err(err) = self.anchor_audit(false).await {
+            tracing::error!(error = %err, "could not anchor the audit log at shutdown");
+        }
         self.write_checkpoint();
         tracing::info!(head_seq = self.head.seq, "writer flushed and stopped");
+    }
+
+    async fn handle(&mut self, op: WriteOp) {
+        match op {
+            WriteOp::Probe(reply) => {
+                let _ = reply.send(self.probe().await.map_err(|e| e.to_string()));
+            }
+            WriteOp::Erase(request, reply) => {
+                let result = self.erase(request).await.map_err(|e| {
+                    metrics::counter!("audittrail_store_errors_total").increment(1);
+                    tracing::error!(error = %e, "erasure failed; nothing was erased");
+                    e.to_string()
+                });
+                let _ = reply.send(result);
+            }
+            WriteOp::AuditCut(reply) => {
+                let _ = reply.send(self.anchor_audit(true).await.map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    /// Records the audit chain's head in the event log if it moved since the last checkpoint
+    /// (or always, when `force`d: a consistent cut). Returns the audit entry id covered.
+    async fn anchor_audit(&mut self, force: bool) -> Result<i64, StoreError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let audit_head = audit_log::head(&mut tx).await?;
+        if audit_head.id == self.anchored_audit_id && !force {
+            tx.rollback().await?;
+            return Ok(audit_head.id);
+        }
+        let anchor = audit_log::AuditAnchor {
+            audit_id: audit_head.id,
+            audit_link: chain::to_hex(&audit_head.link),
+            entries: audit_head.id - self.anchored_audit_id,
+        };
+        let record = PreparedEvent::own(
+            RecordType::AuditCheckpoint,
+            super::schema::SYSTEM_PROJECT,
+            serde_json::to_value(&anchor).expect("an anchor always serialises"),
+            &format_time(&chrono::Utc::now()),
+        );
+        let mut head = self.head;
+        append_own(&mut tx, &self.cfg.key, &mut head, &record).await?;
+        chain_state::write_head(&mut tx, &self.cfg.key, &head).await?;
+        tx.commit().await?;
+        self.head = head;
+        self.status.head_seq.store(head.seq, Ordering::Relaxed);
+        self.anchored_audit_id = audit_head.id;
+        Ok(audit_head.id)
+    }
+
+    /// Clears the bodies of the selected records and appends the receipt, in one transaction.
+    async fn erase(&mut self, request: EraseRequest) -> Result<Erased, StoreError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let (column, value) = match &request.selector {
+            EraseSelector::TraceId(v) => ("trace_id", Some(v.as_str())),
+            EraseSelector::SessionId(v) => ("session_id", Some(v.as_str())),
+            EraseSelector::Agent(_) => ("agent", None),
+            EraseSelector::Seqs(_) => ("seq", None),
+        };
+        let mut seqs: Vec<i64> = match &request.selector {
+            EraseSelector::Seqs(list) => {
+                let mut found = Vec::new();
+                for chunk in list.chunks(500) {
+                    let (sql, values) = Query::select()
+                        .column(Events::Seq)
+                        .from(Events::Table)
+                        .and_where(Expr::col(Events::Project).eq(request.project.as_str()))
+                        .and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()))
+                        .and_where(Expr::col(Events::Body).is_not_null())
+                        .build_sqlx(SqliteQueryBuilder);
+                    found.extend(
+                        sqlx::query_scalar_with::<_, i64, _>(sqlx::AssertSqlSafe(sql), values)
+                            .fetch_all(&mut *tx)
+                            .await?,
+                    );
+                }
+                found
+            }
+            EraseSelector::Agent(agent) => {
+                // Spans name their agent in the body; their violations follow their trace.
+                sqlx::query_scalar(
+                    "SELECT seq FROM events WHERE project = ?1 AND body IS NOT NULL AND (\
+                       (record_type IN ('span', 'guard') AND json_extract(body, '$.agent') = ?2) OR \
+                       (record_type IN ('violation', 'rule_error') AND json_extract(body, '$.agent') = ?2))",
+                )
+                .bind(&request.project)
+                .bind(agent)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            _ => {
+                let sql = format!(
+                    "SELECT seq FROM events WHERE project = ?1 AND {column} = ?2 AND body IS NOT NULL \
+                     AND record_type IN ('span', 'guard', 'violation', 'rule_error')"
+                );
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(&request.project)
+                    .bind(value)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
+        seqs.sort_unstable();
+        seqs.dedup();
+        for chunk in seqs.chunks(500) {
+            let (sql, values) = Query::update()
+                .table(Events::Table)
+                .value(Events::Body, Option::<String>::None)
+                .and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()))
+                .build_sqlx(SqliteQueryBuilder);
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let receipt = ErasureReceipt {
+            receipt: "erasure".into(),
+            project: request.project.clone(),
+            requested_by: request.requested_by.clone(),
+            at: format_time(&chrono::Utc::now()),
+            reason: request.reason.clone(),
+            selector_field: request.selector.field().into(),
+            selector_pseudonym: match &request.selector {
+                EraseSelector::TraceId(v)
+                | EraseSelector::SessionId(v)
+                | EraseSelector::Agent(v) => {
+                    Some(self.cfg.key.selector_pseudonym(request.selector.field(), v))
+                }
+                EraseSelector::Seqs(_) => None,
+            },
+            seqs,
+        };
+        let record = PreparedEvent::own(
+            RecordType::Erasure,
+            &request.project,
+            serde_json::to_value(&receipt).expect("a receipt always serialises"),
+            &receipt.at,
+        );
+        let mut head = self.head;
+        append_own(&mut tx, &self.cfg.key, &mut head, &record).await?;
+        chain_state::write_head(&mut tx, &self.cfg.key, &head).await?;
+        tx.commit().await?;
+        self.head = head;
+        self.status.head_seq.store(head.seq, Ordering::Relaxed);
+        tracing::info!(project = %request.project, selector = request.selector.field(), records = receipt.seqs.len(), receipt_seq = head.seq, "records erased");
+        Ok(Erased {
+            receipt_seq: head.seq,
+            receipt,
+        })
     }
 
     /// Takes a finished (committed or refused) batch out of the in-flight state.
@@ -696,8 +894,8 @@ impl Committer {
     }
 
     async fn write_audit(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
-        let mut tx = self.conn.begin().await?;
-        audit::insert(&mut tx, entries).await?;
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        audit_log::append(&mut tx, &self.cfg.key, entries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -783,7 +981,7 @@ impl Committer {
                 rows.push((Cow::Owned(record), head.seq, head.link));
             }
         }
-        let mut tx = self.conn.begin().await?;
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
         insert_records(&mut tx, &rows).await?;
         if !traces.is_empty() {
             traces.write(&mut tx).await?;
@@ -792,7 +990,10 @@ impl Committer {
             violations::insert(&mut tx, &violation_rows).await?;
         }
         // Audit entries that queued up ride along in the same transaction.
-        audit::insert(&mut tx, &self.pending_audit).await?;
+        if !self.pending_audit.is_empty() {
+            audit_log::append(&mut tx, &self.cfg.key, &self.pending_audit).await?;
+        }
+        chain_state::write_head(&mut tx, &self.cfg.key, &head).await?;
         tx.commit().await?;
         for (project, row) in &violation_rows {
             self.cfg.alerts.offer(project, row);
@@ -801,6 +1002,18 @@ impl Committer {
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
         Ok(outcomes)
     }
+}
+
+/// Appends one record the writer itself makes (receipt, checkpoint) at the head.
+async fn append_own(
+    conn: &mut SqliteConnection,
+    key: &ChainKey,
+    head: &mut Head,
+    record: &PreparedEvent,
+) -> Result<(), StoreError> {
+    head.seq += 1;
+    head.link = key.link(&head.link, head.seq, &record.digest);
+    insert_records(conn, &[(Cow::Borrowed(record), head.seq, head.link)]).await
 }
 
 /// Client-chosen ids among `events` that the log already holds (an SDK retrying a batch).

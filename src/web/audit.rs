@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::Principal;
-use crate::auth::audit::{self, AuditFilter};
 use crate::auth::permission::Permission;
+use crate::store::audit_log::{self as audit, AuditFilter};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/audit", get(list))

@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::auth::audit::AuditEntry;
 use crate::auth::keys::{self, KeyError, KeySpec};
 use crate::auth::permission::Permission;
+use crate::auth::policy::{self, Denial};
 use crate::ingest::body::{parse_json, read_limited};
 
 /// Key-management bodies are small.
@@ -35,6 +36,11 @@ fn key_error(e: KeyError) -> ApiError {
             "an owner key already exists; bootstrap works once",
         ),
         KeyError::NotFound => ApiError::not_found("no such key"),
+        KeyError::LastAdmin => ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin_key",
+            "this is the last active admin:all key; create another admin:all key before revoking it",
+        ),
         KeyError::Invalid(msg) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", msg)
         }
@@ -89,10 +95,10 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.list")?;
     let all = keys::list(&state.store.readers).await.map_err(key_error)?;
-    // A key administrator scoped to some projects sees only keys within that scope.
+    // A key sees only the keys within its own projects and permissions.
     let visible: Vec<_> = all
         .into_iter()
-        .filter(|k| principal.scope().is_none() || k.projects.iter().all(|p| principal.in_scope(p)))
+        .filter(|k| policy::may_administer(&principal.key, k).is_ok())
         .collect();
     Ok(Json(json!({ "keys": visible })))
 }
@@ -144,6 +150,28 @@ fn spec_from(body: &Value) -> Result<KeySpec, ApiError> {
     })
 }
 
+/// The API answer to a refused key operation: 404 outside the caller's projects (tenancy),
+/// otherwise 403 naming what is missing, audited as `denied`.
+fn refuse(
+    principal: &Principal,
+    operation: &str,
+    target: Option<&str>,
+    denial: Denial,
+) -> ApiError {
+    if denial == Denial::OutOfScope {
+        return match target {
+            Some(_) => ApiError::not_found("no such key"),
+            None => ApiError::not_found("no such project"),
+        };
+    }
+    let mut e = principal.entry("authorization", operation, "denied");
+    e.resource = target.map(str::to_owned);
+    e.metadata = json!({ "reason": denial.to_string() });
+    principal.record(e);
+    metrics::counter!("audittrail_authz_denials_total").increment(1);
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", denial.to_string())
+}
+
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -152,23 +180,15 @@ async fn create(
     principal.authorize(Permission::KeysAdmin, "keys.create")?;
     let body = parse_json(&read_limited(req.into_body(), MAX_BODY).await?)?;
     let spec = spec_from(&body)?;
-    // Nobody hands out more than they have.
-    if spec.projects.iter().any(|p| {
-        if p == "*" {
-            principal.scope().is_some()
-        } else {
-            !principal.in_scope(p)
-        }
-    }) {
-        return Err(ApiError::not_found("no such project"));
-    }
-    if !principal.may(Permission::AdminAll) && spec.permissions.iter().any(|p| !principal.may(*p)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "a key cannot grant permissions it does not hold",
-        ));
-    }
+    // Nobody hands out more than they have: projects, permissions or lifetime.
+    let expires_at = spec.expires_at.as_ref().map(crate::event::format_time);
+    policy::may_create(
+        &principal.key,
+        &spec.projects,
+        &spec.permissions,
+        expires_at.as_deref(),
+    )
+    .map_err(|d| refuse(&principal, "keys.create", None, d))?;
     let issued = keys::create(&state.store, &spec).await.map_err(key_error)?;
     let mut e = principal.entry("key_management", "keys.create", "success");
     e.resource = Some(issued.record.id.clone());
@@ -177,20 +197,21 @@ async fn create(
     Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
-/// A key id the caller may administer; others are 404 like missing ones.
-async fn visible_key(state: &AppState, principal: &Principal, id: &str) -> Result<(), ApiError> {
+/// A key the caller may administer; outside its projects it is 404 like a missing one.
+async fn administered_key(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    operation: &str,
+) -> Result<(), ApiError> {
     let found = keys::find(&state.store.readers, id)
         .await
         .map_err(key_error)?;
-    match found {
-        Some((rec, _))
-            if principal.scope().is_none()
-                || rec.projects.iter().all(|p| principal.in_scope(p)) =>
-        {
-            Ok(())
-        }
-        _ => Err(ApiError::not_found("no such key")),
-    }
+    let Some((target, _)) = found else {
+        return Err(ApiError::not_found("no such key"));
+    };
+    policy::may_administer(&principal.key, &target)
+        .map_err(|d| refuse(principal, operation, Some(id), d))
 }
 
 async fn rotate(
@@ -199,7 +220,7 @@ async fn rotate(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.rotate")?;
-    visible_key(&state, &principal, &id).await?;
+    administered_key(&state, &principal, &id, "keys.rotate").await?;
     let issued = keys::rotate(&state.store, &id).await.map_err(key_error)?;
     state.auth.evict(&id);
     let mut e = principal.entry("key_management", "keys.rotate", "success");
@@ -214,7 +235,7 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.revoke")?;
-    visible_key(&state, &principal, &id).await?;
+    administered_key(&state, &principal, &id, "keys.revoke").await?;
     let rec = keys::revoke(&state.store, &id).await.map_err(key_error)?;
     state.auth.evict(&id);
     let mut e = principal.entry("key_management", "keys.revoke", "success");

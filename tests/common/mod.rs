@@ -16,6 +16,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub owner_key: String,
     pub dir: tempfile::TempDir,
+    /// The server's writer, for store-level operations that have no route yet. Dropped before
+    /// shutdown: the writer stops once every handle is gone.
+    writer: Option<audittrail::store::WriterHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -75,6 +78,7 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
     let service = audittrail::server::build(cli.config)
         .await
         .expect("service builds");
+    let writer = service.state.writer.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         service
@@ -101,6 +105,7 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
         owner_key,
         base,
         dir,
+        writer: Some(writer),
         shutdown: Some(tx),
         task: Some(task),
     }
@@ -211,8 +216,14 @@ impl TestApp {
         resp.expect("request").text().await.expect("body")
     }
 
+    /// The running server's writer (store-level operations without a route).
+    pub fn writer(&self) -> &audittrail::store::WriterHandle {
+        self.writer.as_ref().expect("the server is running")
+    }
+
     /// Graceful shutdown; returns the data directory so a test can inspect or reopen it.
     pub async fn stop(mut self) -> tempfile::TempDir {
+        self.writer.take();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -286,4 +297,43 @@ pub async fn wait_ready(base: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("server at {base} did not start");
+}
+
+/// Runs the built binary with the test arguments for `dir` and then `args` (e.g. `verify`).
+pub fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = base_args(dir);
+    all.remove(0);
+    all.extend(args.iter().map(|s| s.to_string()));
+    std::process::Command::new(binary())
+        .args(all)
+        .output()
+        .expect("run audittrail")
+}
+
+/// Runs SQL on a database file with the `sqlite3` command-line shell (as an attacker with
+/// write access to the file would), panicking if it fails.
+pub fn sqlite3(db: &Path, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell is installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A copy of every file of `src` in a new temporary directory.
+pub fn copy_dir(src: &Path) -> tempfile::TempDir {
+    let dst = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(src).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dst.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    dst
 }

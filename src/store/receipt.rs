@@ -1,0 +1,67 @@
+//! Erasure receipts: the log record that makes an erasure an act in the log, not a silent edit.
+//!
+//! An erasure clears the bodies of the records it selects (their digests and links stay) and,
+//! in the same transaction, appends a receipt: who asked, when, why, the selector in
+//! pseudonymous form (a keyed hash of the value, never the value) and every position it
+//! cleared. `verify` accepts a missing body only where a later receipt lists its position.
+
+use serde::{Deserialize, Serialize};
+
+/// What an erasure selects, within one project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EraseSelector {
+    TraceId(String),
+    SessionId(String),
+    Agent(String),
+    /// Explicit positions (tests, and retention's per-project erasure later).
+    Seqs(Vec<i64>),
+}
+
+impl EraseSelector {
+    /// The selector's field name as receipts and the API show it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            EraseSelector::TraceId(_) => "trace_id",
+            EraseSelector::SessionId(_) => "session_id",
+            EraseSelector::Agent(_) => "agent",
+            EraseSelector::Seqs(_) => "seqs",
+        }
+    }
+}
+
+/// An erasure request as the writer receives it.
+#[derive(Debug, Clone)]
+pub struct EraseRequest {
+    pub project: String,
+    pub selector: EraseSelector,
+    /// The reason given (free text from the operator; kept in the receipt).
+    pub reason: String,
+    /// Who asked: a key id, `cli`, or `system`.
+    pub requested_by: String,
+}
+
+/// The stored body of an erasure receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureReceipt {
+    /// Always `"erasure"`, so the body says what it is on its own.
+    pub receipt: String,
+    pub project: String,
+    pub requested_by: String,
+    pub at: String,
+    pub reason: String,
+    /// `trace_id`, `session_id`, `agent` or `seqs`.
+    pub selector_field: String,
+    /// Keyed pseudonym of the selector's value (absent for explicit positions).
+    pub selector_pseudonym: Option<String>,
+    /// Every position whose body this erasure cleared, ascending.
+    pub seqs: Vec<i64>,
+}
+
+impl ErasureReceipt {
+    /// Parses a stored receipt body; `None` if it is not one.
+    pub fn parse(body: &str) -> Option<ErasureReceipt> {
+        serde_json::from_str::<ErasureReceipt>(body)
+            .ok()
+            .filter(|r| r.receipt == "erasure")
+    }
+}
