@@ -25,6 +25,7 @@ fn bench_auth(c: &mut Criterion) {
                 path: dir.path().join("bench.db"),
             },
             2,
+            1,
         ))
         .expect("store");
     let issued = rt

@@ -1,20 +1,26 @@
 //! Ablation: re-evaluates the stored log through a (changed) rule set and reports the difference.
 //!
-//! Walks every span and guard record in log order, rebuilding running totals exactly as the
-//! writer did (guards peek, spans observe), evaluates the candidate rules, and compares with the
-//! rule outcomes the log recorded for the same event. With the unchanged rule set the
+//! Walks one project's span and guard records in log order, rebuilding running totals exactly
+//! as the writer did (guards peek, spans observe), evaluates the candidate rules, and compares
+//! with the rule outcomes the log recorded for the same event. With the unchanged rule set the
 //! difference is empty — that is the determinism promise. Never writes anything.
+//!
+//! Bounded: it reads the project's records through an index, a page at a time, holds the
+//! totals of at most [`TOTALS_HELD`] traces and sessions (an evicted one is rebuilt from the
+//! log as it stood before the event), and stops between pages when cancelled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqliteConnection;
 
 use crate::event::format_time;
-use crate::rules::{RuleOutcome, RuleSet, RunningTotals};
-use crate::store::{StoreError, parse_body};
+use crate::rules::{RuleOutcome, RuleSet, RunningTotals, SessionTotals, TraceTotals};
+use crate::store::schema::Events;
+use crate::store::{StoreError, history};
 
 #[derive(Debug, Clone, Default)]
 pub struct AblationRange {
@@ -35,10 +41,24 @@ pub struct RuleDiff {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct AblationReport {
     pub events_compared: u64,
+    /// Records whose body was erased: they could not be re-evaluated.
+    pub erased_skipped: u64,
     pub rules: BTreeMap<String, RuleDiff>,
 }
 
 impl AblationReport {
+    /// Adds another project's report to this one.
+    pub fn merge(&mut self, other: AblationReport) {
+        self.events_compared += other.events_compared;
+        self.erased_skipped += other.erased_skipped;
+        for (rule, d) in other.rules {
+            let mine = self.rules.entry(rule).or_default();
+            mine.would_fire += d.would_fire;
+            mine.would_disappear += d.would_disappear;
+            mine.unchanged += d.unchanged;
+        }
+    }
+
     pub fn is_identical(&self) -> bool {
         self.rules
             .values()
@@ -49,6 +69,13 @@ impl AblationReport {
 impl std::fmt::Display for AblationReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{} events re-evaluated", self.events_compared)?;
+        if self.erased_skipped > 0 {
+            writeln!(
+                f,
+                "{} erased records could not be re-evaluated",
+                self.erased_skipped
+            )?;
+        }
         writeln!(
             f,
             "{:<28} {:>10} {:>16} {:>10}",
@@ -91,79 +118,152 @@ fn violations_of(outcomes: &[RuleOutcome]) -> Vec<Key> {
         .collect()
 }
 
-/// Runs the comparison. `progress` gets the number of records read so far.
+/// Why an ablation run ended without a report.
+#[derive(Debug, thiserror::Error)]
+pub enum AblationError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Records read per page: each page is one short query, so a job never holds a cursor.
+const PAGE: u64 = 2_000;
+/// Traces and sessions whose totals are held at once; the others are rebuilt from the log
+/// when they come back, so memory stays bounded whatever the size of the history.
+const TOTALS_HELD: usize = 10_000;
+
+/// Runs the comparison over `project`'s history up to the log's head when it starts.
+/// `progress` gets the number of records read so far; `cancel` stops it between pages.
 pub async fn run(
-    pool: &SqlitePool,
-    project: Option<&str>,
-    candidate: &RuleSet,
+    conn: &mut SqliteConnection,
+    project: &str,
+    candidate: &Arc<RuleSet>,
     range: &AblationRange,
+    cancel: &AtomicBool,
     mut progress: impl FnMut(u64),
-) -> Result<AblationReport, StoreError> {
+) -> Result<AblationReport, AblationError> {
     let from = range.from.as_ref().map(format_time);
     let to = range.to.as_ref().map(format_time);
     let mut report = AblationReport::default();
     for r in candidate.rules() {
         report.rules.entry(r.id().to_owned()).or_default();
     }
-    let mut totals = RunningTotals::new(usize::MAX / 2, usize::MAX / 2);
+    let until = history::head_seq(conn).await?;
+    let mut totals = RunningTotals::new(TOTALS_HELD, TOTALS_HELD);
     let mut stored: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
     // Pending comparison: (event seq, candidate violations, in range). Stored outcomes follow
     // their event in the log, so an event is settled when the next span or guard arrives.
     let mut pending: Option<(i64, Vec<Key>, bool)> = None;
-    let mut rows = sqlx::query(
-        "SELECT seq, record_type, event_time, body FROM events \
-         WHERE record_type IN ('span', 'guard', 'violation') AND body IS NOT NULL AND (?1 IS NULL OR project = ?1) ORDER BY seq",
-    )
-    .bind(project)
-    .fetch(pool);
     let mut read = 0u64;
-    while let Some(row) = rows.try_next().await? {
-        let seq: i64 = row.try_get("seq")?;
-        let record_type: String = row.try_get("record_type")?;
-        let body: String = row.try_get("body")?;
-        let body = parse_body(seq, &body)?;
-        read += 1;
-        if read.is_multiple_of(10_000) {
-            progress(read);
+    let mut after = 0;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(AblationError::Cancelled);
         }
-        if record_type == "violation" {
-            let s = |k: &str| {
-                body.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_owned()
+        let page = history::project_page(conn, project, after, until, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for record in page {
+            read += 1;
+            let Some(body) = record.body else {
+                // Erased: nothing left to re-evaluate.
+                report.erased_skipped += 1;
+                continue;
             };
-            let cause = body.get("event_seq").and_then(|v| v.as_i64()).unwrap_or(0);
-            stored
-                .entry(cause)
-                .or_default()
-                .push((s("rule_id"), s("severity"), s("message")));
-            continue;
+            if record.record_type == "violation" {
+                let s = |k: &str| {
+                    body.get(k)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let cause = body.get("event_seq").and_then(|v| v.as_i64()).unwrap_or(0);
+                stored
+                    .entry(cause)
+                    .or_default()
+                    .push((s("rule_id"), s("severity"), s("message")));
+                continue;
+            }
+            if let Some(p) = pending.take() {
+                settle(&mut report, p, &mut stored);
+            }
+            let in_range = record.event_time.as_deref().is_some_and(|t| {
+                from.as_deref().is_none_or(|f| t >= f) && to.as_deref().is_none_or(|end| t < end)
+            });
+            let view = if record.record_type == "guard" {
+                totals.peek(&body)
+            } else {
+                hold_totals(conn, &mut totals, project, &body, record.seq).await?;
+                totals.observe(&body)
+            };
+            let candidate_outcomes = if in_range {
+                // Rules are CPU work: off the async workers, so a job never stalls requests.
+                let set = candidate.clone();
+                tokio::task::spawn_blocking(move || violations_of(&set.evaluate(&body, &view)))
+                    .await
+                    .map_err(|e| StoreError::Corrupt {
+                        seq: record.seq,
+                        reason: format!("rule evaluation failed: {e}"),
+                    })?
+            } else {
+                Vec::new()
+            };
+            pending = Some((record.seq, candidate_outcomes, in_range));
         }
-        if let Some(p) = pending.take() {
-            settle(&mut report, p, &mut stored);
-        }
-        let time: Option<String> = row.try_get("event_time")?;
-        let in_range = time.as_deref().is_some_and(|t| {
-            from.as_deref().is_none_or(|f| t >= f) && to.as_deref().is_none_or(|end| t < end)
-        });
-        let view = if record_type == "guard" {
-            totals.peek(&body)
-        } else {
-            totals.observe(&body)
-        };
-        let candidate_outcomes = if in_range {
-            violations_of(&candidate.evaluate(&body, &view))
-        } else {
-            Vec::new()
-        };
-        pending = Some((seq, candidate_outcomes, in_range));
+        progress(read);
     }
     if let Some(p) = pending.take() {
         settle(&mut report, p, &mut stored);
     }
     progress(read);
     Ok(report)
+}
+
+/// Makes sure `totals` holds the trace and session of `event` as they stood just before
+/// position `seq`, rebuilding an evicted one from the log.
+async fn hold_totals(
+    conn: &mut SqliteConnection,
+    totals: &mut RunningTotals,
+    project: &str,
+    event: &serde_json::Value,
+    seq: i64,
+) -> Result<(), StoreError> {
+    if let Some(trace) = event.get("trace_id").and_then(|v| v.as_str())
+        && !totals.touch_trace(project, trace)
+    {
+        let ids = BTreeSet::from([trace]);
+        let rebuilt = history::rebuild(
+            conn,
+            project,
+            Events::TraceId,
+            &ids,
+            Some(seq),
+            TraceTotals::apply,
+        )
+        .await?;
+        for (id, t) in rebuilt {
+            totals.seed_trace(project, id, t);
+        }
+    }
+    if let Some(session) = event.get("session_id").and_then(|v| v.as_str())
+        && !totals.touch_session(project, session)
+    {
+        let ids = BTreeSet::from([session]);
+        let rebuilt = history::rebuild(
+            conn,
+            project,
+            Events::SessionId,
+            &ids,
+            Some(seq),
+            SessionTotals::apply,
+        )
+        .await?;
+        for (id, t) in rebuilt {
+            totals.seed_session(project, id, t);
+        }
+    }
+    Ok(())
 }
 
 fn settle(

@@ -381,21 +381,26 @@ async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<Exi
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let set = set.without(&disable);
+            let set = std::sync::Arc::new(set.without(&disable));
             let resolved = config.resolve().map_err(server::ServeError::Config)?;
             let store = server::open_store(config, &resolved).await?;
             let bar = progress_bar(
                 verify::count_records(&store.readers).await?,
                 "re-evaluating",
             );
-            let report = crate::ablation::run(
-                &store.readers,
-                None,
-                &set,
-                &crate::ablation::AblationRange { from, to },
-                |n| bar.set_position(n),
-            )
-            .await?;
+            let mut conn = store.read_connection().await?;
+            let range = crate::ablation::AblationRange { from, to };
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let mut report = crate::ablation::AblationReport::default();
+            let mut done = 0;
+            for project in crate::store::history::projects(&mut conn).await? {
+                let one = crate::ablation::run(&mut conn, &project, &set, &range, &never, |n| {
+                    bar.set_position(done + n)
+                })
+                .await?;
+                done = bar.position();
+                report.merge(one);
+            }
             bar.finish_and_clear();
             println!("{report}");
             Ok(ExitCode::SUCCESS)

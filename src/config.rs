@@ -169,6 +169,15 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_READ_POOL_SIZE", default_value_t = 8)]
     pub read_pool_size: u32,
 
+    /// Background jobs (ablation runs, reports) of one kind running at once; each holds one
+    /// of the store's job connections, apart from the readers.
+    #[arg(long, env = "AUDITTRAIL_MAX_JOBS", default_value_t = 2)]
+    pub max_jobs: u32,
+
+    /// Jobs of one kind that may wait for a free slot; beyond, starting one answers 429.
+    #[arg(long, env = "AUDITTRAIL_MAX_QUEUED_JOBS", default_value_t = 8)]
+    pub max_queued_jobs: usize,
+
     /// Seconds before a request is answered 408 (ingest includes the wait for durability).
     #[arg(long, env = "AUDITTRAIL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

@@ -118,6 +118,23 @@ impl TraceEvent {
     }
 }
 
+/// Most tokens one event may report: the largest integer every JSON client represents exactly.
+/// Totals saturate rather than overflow beyond what any sum of these can reach.
+pub const MAX_TOKENS: u64 = (1 << 53) - 1;
+
+/// Parses an RFC 3339 timestamp into UTC. Times outside the years 0001–9999 once in UTC are
+/// refused: they would not keep the fixed-width form every stored time has (and sorts by).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, &'static str> {
+    use chrono::Datelike;
+    let t = DateTime::parse_from_rfc3339(s)
+        .map_err(|_| "invalid RFC 3339 timestamp")?
+        .with_timezone(&Utc);
+    if !(1..=9999).contains(&t.year()) {
+        return Err("out of range: years 0001 to 9999 (UTC)");
+    }
+    Ok(t)
+}
+
 /// Fixed-width UTC form, so stored times sort lexicographically.
 pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -376,10 +393,10 @@ impl FieldReader<'_> {
                 }
                 None
             }
-            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
-                Ok(t) => Some(t.with_timezone(&Utc)),
-                Err(_) => {
-                    self.fail(field, "invalid RFC 3339 timestamp");
+            Some(Value::String(s)) => match parse_time(s) {
+                Ok(t) => Some(t),
+                Err(message) => {
+                    self.fail(field, message);
                     None
                 }
             },
@@ -410,7 +427,11 @@ impl FieldReader<'_> {
             match u.get(key) {
                 None | Some(Value::Null) => {}
                 Some(v) => match v.as_u64() {
-                    Some(n) => *slot = n,
+                    Some(n) if n <= MAX_TOKENS => *slot = n,
+                    Some(_) => self.fail(
+                        &format!("usage.{key}"),
+                        "must be at most 9007199254740991 (2^53 - 1)",
+                    ),
                     None => self.fail(&format!("usage.{key}"), "must be a non-negative integer"),
                 },
             }
@@ -516,6 +537,45 @@ mod tests {
         let mut v = minimal();
         v["end_time"] = json!("2026-11-22T09:00:00Z");
         assert_eq!(parse(v).unwrap_err()[0].path, "events[0].end_time");
+    }
+
+    #[test]
+    fn times_outside_years_1_to_9999_in_utc_are_refused() {
+        for (t, ok) in [
+            ("9999-12-31T23:59:59Z", true),
+            ("0001-01-01T00:00:00Z", true),
+            ("9999-12-31T23:59:59-23:59", false),
+            ("0001-01-01T00:00:00+01:00", false),
+        ] {
+            let mut v = minimal();
+            v["start_time"] = json!(t);
+            match parse(v) {
+                Ok(e) => {
+                    assert!(ok, "{t} accepted");
+                    assert_eq!(format_time(&e.start_time).len(), 27, "fixed width");
+                }
+                Err(errs) => {
+                    assert!(!ok, "{t} refused: {errs:?}");
+                    assert_eq!(errs[0].path, "events[0].start_time");
+                    assert!(errs[0].message.contains("0001 to 9999"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn token_counts_past_2_to_the_53_are_refused() {
+        let mut v = minimal();
+        v["usage"] = json!({"input_tokens": MAX_TOKENS, "output_tokens": 0});
+        assert_eq!(parse(v).unwrap().usage.input_tokens, MAX_TOKENS);
+        for n in [json!(MAX_TOKENS + 1), json!(u64::MAX), json!(1e300)] {
+            let mut v = minimal();
+            v["usage"] = json!({"output_tokens": n});
+            assert_eq!(
+                parse(v).unwrap_err()[0].path,
+                "events[0].usage.output_tokens"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod config;
 pub mod event;
 pub mod feed;
 pub mod ingest;
+pub mod jobs;
 pub mod loadgen;
 pub mod pipeline;
 pub mod redact;

@@ -8,6 +8,32 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Logs a panic's location, never its message: a message may quote request data (a slicing
+/// panic prints the string it sliced). With `AUDITTRAIL_DEBUG=true` the message is logged too.
+fn install_panic_hook(debug: bool) {
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| "unknown".into());
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        if debug {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%location, %thread, %message, "panic");
+        } else {
+            tracing::error!(%location, %thread, "panic (its message is not logged: it may contain request data)");
+        }
+    }));
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // One TLS crypto provider for every client (webhooks): ring, which sqlx already uses.
@@ -23,6 +49,7 @@ async fn main() -> std::process::ExitCode {
     } else {
         builder.init();
     }
+    install_panic_hook(cli.config.debug);
     match audittrail::cli::run(cli).await {
         Ok(code) => code,
         Err(err) => {

@@ -24,6 +24,26 @@ pub enum IngestError {
     Append(#[from] AppendError),
 }
 
+/// An identifier the redactor replaced by its keyed pseudonym because it held personal data.
+/// The raw value is never repeated; lookups by it find the record (see
+/// [`RedactionStage::lookup_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PseudonymizedId {
+    /// Position of the event in the batch.
+    pub index: usize,
+    /// `event_id`, `trace_id`, `span_id`, `parent_span_id` or `session_id`.
+    pub field: &'static str,
+    /// What is stored instead.
+    pub stored_as: String,
+}
+
+/// What ingesting a batch produced.
+#[derive(Debug, Clone, Default)]
+pub struct Ingested {
+    pub outcome: AppendOutcome,
+    pub pseudonymized: Vec<PseudonymizedId>,
+}
+
 pub struct Pipeline {
     pub limits: Limits,
     pub max_batch_events: usize,
@@ -107,7 +127,7 @@ impl Pipeline {
         project: &str,
         body: Value,
         door: &'static str,
-    ) -> Result<AppendOutcome, IngestError> {
+    ) -> Result<Ingested, IngestError> {
         let events = self.normalize_batch(body).map_err(IngestError::Invalid)?;
         self.ingest_events(writer, project, events, door).await
     }
@@ -119,8 +139,9 @@ impl Pipeline {
         project: &str,
         events: Vec<TraceEvent>,
         door: &'static str,
-    ) -> Result<AppendOutcome, IngestError> {
+    ) -> Result<Ingested, IngestError> {
         let events = self.redact(events).map_err(IngestError::Invalid)?;
+        let pseudonymized = pseudonymized_ids(&events);
         let recorded_at = format_time(&chrono::Utc::now());
         let prepared: Vec<PreparedEvent> = events
             .into_iter()
@@ -129,8 +150,37 @@ impl Pipeline {
         let n = prepared.len();
         let outcome = writer.append(prepared).await?;
         metrics::counter!("audittrail_events_accepted_total", "door" => door).increment(n as u64);
-        Ok(outcome)
+        Ok(Ingested {
+            outcome,
+            pseudonymized,
+        })
     }
+}
+
+/// The identifiers of `events` that the redactor replaced by pseudonyms.
+fn pseudonymized_ids(events: &[RedactedEvent]) -> Vec<PseudonymizedId> {
+    let mut out = Vec::new();
+    for (index, e) in events.iter().enumerate() {
+        let ev = e.event();
+        for (field, value) in [
+            ("event_id", Some(&ev.event_id)),
+            ("trace_id", Some(&ev.trace_id)),
+            ("span_id", Some(&ev.span_id)),
+            ("parent_span_id", ev.parent_span_id.as_ref()),
+            ("session_id", ev.session_id.as_ref()),
+        ] {
+            if let Some(value) = value
+                && e.redaction().contains_key(field)
+            {
+                out.push(PseudonymizedId {
+                    index,
+                    field,
+                    stored_as: value.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 impl Pipeline {

@@ -55,7 +55,12 @@ pub async fn open_store(config: &Config, resolved: &Resolved) -> Result<Store, S
         DatabaseTarget::Sqlite(path) => path.clone(),
         DatabaseTarget::Postgres => return Err(ServeError::PostgresUnsupported),
     };
-    Ok(Store::open(SqliteLocation { path }, config.read_pool_size).await?)
+    Ok(Store::open(
+        SqliteLocation { path },
+        config.read_pool_size,
+        config.max_jobs,
+    )
+    .await?)
 }
 
 pub fn chain_key(resolved: &Resolved) -> ChainKey {
@@ -121,6 +126,14 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         e.metadata = detail;
         audit_sink.record(e);
     }));
+    let ablations = Arc::new(crate::jobs::Jobs::new(
+        "ablation",
+        crate::jobs::Limits {
+            max_running: config.max_jobs as usize,
+            max_queued: config.max_queued_jobs,
+            keep_finished: Duration::from_secs(3600),
+        },
+    ));
     let state = AppState {
         config: Arc::new(config),
         resolved: Arc::new(resolved),
@@ -130,7 +143,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         rules,
         auth,
         connected_agents: Default::default(),
-        jobs: Default::default(),
+        ablations,
         metrics: web::ops::metrics_handle(),
         started: Instant::now(),
     };

@@ -523,7 +523,7 @@ async fn ablation_jobs_compare_history_with_a_changed_rule_set() {
         let id = started["id"].as_str().unwrap().to_owned();
         for _ in 0..100 {
             let (_, s) = app.get(&format!("/api/v1/ablation/{id}")).await;
-            if s["status"] != "running" {
+            if !["running", "queued"].contains(&s["status"].as_str().unwrap()) {
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

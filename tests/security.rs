@@ -239,6 +239,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/rules", "rules:read"),
     ("POST", "/api/v1/ablation", "rules:read"),
     ("GET", "/api/v1/ablation/{job}", "rules:read"),
+    ("DELETE", "/api/v1/ablation/{job}", "rules:read"),
     ("POST", "/v1/traces", "traces:write"),
     ("POST", "/api/public/otel/v1/traces", "traces:write"),
     ("GET", "/ws/ingest", "traces:write"),

@@ -110,20 +110,27 @@ pub async fn verify_secret(secret: String, hash: String) -> bool {
     .unwrap_or(false)
 }
 
-/// Parses `90d`, `12h`, `30m`.
+/// Parses `90d`, `12h`, `30m`. Any other text, multi-byte characters included, is an error
+/// that never repeats the text (it may be anything a client sent).
 pub fn parse_expires_in(s: &str) -> Result<Duration, KeyError> {
     let bad =
         || KeyError::Invalid("expires_in: use a number followed by d, h or m (e.g. 90d)".into());
     let s = s.trim();
-    let (num, unit) = s.split_at(s.len().checked_sub(1).ok_or_else(bad)?);
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii() => (&s[..i], c),
+        _ => return Err(bad()),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) || num.len() > 9 {
+        return Err(bad());
+    }
     let n: i64 = num.parse().map_err(|_| bad())?;
     if n <= 0 || n > 36_500 * 24 * 60 {
         return Err(bad());
     }
     match unit {
-        "d" => Ok(Duration::days(n)),
-        "h" => Ok(Duration::hours(n)),
-        "m" => Ok(Duration::minutes(n)),
+        'd' if n <= 36_500 => Ok(Duration::days(n)),
+        'h' if n <= 36_500 * 24 => Ok(Duration::hours(n)),
+        'm' => Ok(Duration::minutes(n)),
         _ => Err(bad()),
     }
 }
@@ -359,8 +366,25 @@ mod tests {
     fn expiry_parses() {
         assert_eq!(parse_expires_in("90d").unwrap(), Duration::days(90));
         assert_eq!(parse_expires_in("12h").unwrap(), Duration::hours(12));
-        for bad in ["", "d", "-1d", "10y", "abc"] {
-            assert!(parse_expires_in(bad).is_err(), "{bad}");
+        for bad in [
+            "",
+            "d",
+            "-1d",
+            "+1d",
+            "10y",
+            "abc",
+            "1é",
+            "é",
+            "1😀",
+            "😀d",
+            "１d",
+            "99999999999d",
+        ] {
+            let err = parse_expires_in(bad).unwrap_err().to_string();
+            assert_eq!(
+                err, "expires_in: use a number followed by d, h or m (e.g. 90d)",
+                "{bad:?}: the message is fixed, never the value"
+            );
         }
     }
 }

@@ -62,6 +62,9 @@ pub enum AuthError {
     Revoked,
     #[error("API key expired")]
     Expired,
+    /// The key could not be checked (the database did not answer): retry, the key may be fine.
+    #[error("the API key could not be checked right now; retry shortly")]
+    Unavailable,
 }
 
 impl Authenticator {
@@ -132,11 +135,16 @@ impl Authenticator {
                     return self.check_validity(rec);
                 }
                 let (id, secret) = keys::parse_token(token).ok_or(AuthError::Malformed)?;
-                let (rec, hash) = keys::find(&self.pool, id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .ok_or(AuthError::Invalid)?;
+                let (rec, hash) = match keys::find(&self.pool, id).await {
+                    Ok(Some(found)) => found,
+                    Ok(None) => return Err(AuthError::Invalid),
+                    // Never "invalid": an agent told its key is invalid may throw it away.
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read API keys; answering 503");
+                        metrics::counter!("audittrail_store_errors_total").increment(1);
+                        return Err(AuthError::Unavailable);
+                    }
+                };
                 if !keys::verify_secret(secret.to_owned(), hash).await {
                     return Err(AuthError::Invalid);
                 }
@@ -281,10 +289,21 @@ impl FromRequestParts<AppState> for Principal {
                     .map(str::to_owned),
                 audit: auth.audit().clone(),
             }),
+            Err(AuthError::Unavailable) => Err(ApiError::unavailable(
+                "auth_unavailable",
+                AuthError::Unavailable.to_string(),
+                2,
+            )),
             Err(err) => {
+                // The route's template, never the raw path: a path may carry personal data.
+                let route = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "unmatched".into());
                 let mut e = AuditEntry::new(
                     "authentication",
-                    &format!("{} {}", parts.method, parts.uri.path()),
+                    &format!("{} {route}", parts.method),
                     "failure",
                 );
                 e.source_ip = source_ip;

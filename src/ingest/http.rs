@@ -5,12 +5,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::body::{parse_json, read_limited};
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
-use crate::pipeline::IngestError;
+use crate::pipeline::{IngestError, Ingested};
 use crate::store::AppendError;
 use crate::web::AppState;
 use crate::web::error::ApiError;
@@ -31,22 +31,28 @@ async fn post_traces(
     let bytes = read_limited(req.into_body(), state.config.max_body_bytes).await?;
     let body = parse_json(&bytes)?;
     drop(bytes);
-    let outcome = state
+    let ingested = state
         .pipeline
         .ingest(&state.writer, &project, body, "http")
         .await
         .map_err(ingest_error)?;
-    let accepted = outcome.event_ids.len();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "accepted": accepted,
-            "duplicates": outcome.duplicates,
-            "event_ids": outcome.event_ids,
-            "violations": outcome.violations,
-        })),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, Json(ingest_reply(ingested))).into_response())
+}
+
+/// The answer to an ingested batch (HTTP and WebSocket): ids in order, duplicates, the
+/// violations found, and every identifier stored as a pseudonym because it held personal data.
+pub fn ingest_reply(ingested: Ingested) -> Value {
+    let Ingested {
+        outcome,
+        pseudonymized,
+    } = ingested;
+    json!({
+        "accepted": outcome.event_ids.len(),
+        "duplicates": outcome.duplicates,
+        "event_ids": outcome.event_ids,
+        "violations": outcome.violations,
+        "pseudonymized_ids": pseudonymized,
+    })
 }
 
 /// Maps pipeline failures to API errors; shared by every door.

@@ -144,13 +144,11 @@ async fn handle(state: &AppState, project: &str, text: &str) -> Value {
         .ingest(&state.writer, project, body, "ws")
         .await
     {
-        Ok(outcome) => json!({
-            "seq": seq,
-            "accepted": outcome.event_ids.len(),
-            "duplicates": outcome.duplicates,
-            "event_ids": outcome.event_ids,
-            "violations": outcome.violations,
-        }),
+        Ok(ingested) => {
+            let mut reply = super::http::ingest_reply(ingested);
+            reply["seq"] = seq;
+            reply
+        }
         Err(e) => error_reply(&seq, ingest_error(e)),
     }
 }

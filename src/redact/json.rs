@@ -95,8 +95,20 @@ fn redact_string(
     counts: &mut TypeCounts,
 ) -> Result<Option<String>, RedactError> {
     let t = s.trim_start();
-    if (t.starts_with('{') || t.starts_with('['))
-        && let Ok(mut inner) = serde_json::from_str::<Value>(s)
+    let parsed = if t.starts_with('{') || t.starts_with('[') {
+        match serde_json::from_str::<Value>(s) {
+            Ok(v) => Some(v),
+            // Past serde_json's own nesting limit (128) the text *is* JSON nested too deep:
+            // refuse it as at any depth past ours, instead of falling back to text mode.
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+                return Err(RedactError::TooDeep);
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    if let Some(mut inner) = parsed
         && (inner.is_object() || inner.is_array())
     {
         let before = total(counts);

@@ -128,6 +128,26 @@ impl RedactionStage {
         Ok(RedactedEvent::seal(e, all))
     }
 
+    /// The identifier under which a record sent with `raw` as its `field` is stored: its keyed
+    /// pseudonym if it holds personal data, else itself. Lookups (`GET /api/v1/traces/{id}`,
+    /// `?session_id=`) apply it so a client can always read back what it sent.
+    pub fn lookup_id(&self, field: &str, raw: &str) -> String {
+        match &self.redactor {
+            Some(r) if !r.detect_in_field(Some(field), raw).is_empty() => self.pseudonym_id(raw),
+            _ => raw.to_owned(),
+        }
+    }
+
+    /// A short text filter (`agent`) as it is stored: redacted like the field it matches.
+    pub fn lookup_text(&self, field: &str, raw: &str) -> String {
+        match &self.redactor {
+            Some(r) => r
+                .redact_field(Some(field), raw, &mut TypeCounts::new())
+                .into_owned(),
+            None => raw.to_owned(),
+        }
+    }
+
     fn pseudonym_id(&self, id: &str) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.id_key)
             .expect("HMAC accepts keys of any length");

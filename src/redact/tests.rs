@@ -378,6 +378,38 @@ fn json_too_deep_fails_closed() {
     ));
 }
 
+/// JSON text `depth` levels deep holding an e-mail address at the bottom.
+fn nested_json_text(depth: usize) -> String {
+    let mut s = "{\"email\": \"jane.roe@example.org\"}".to_owned();
+    for _ in 1..depth {
+        s = format!("[{s}]");
+    }
+    s
+}
+
+#[test]
+fn embedded_json_past_the_depth_limit_fails_closed_at_every_depth() {
+    let r = redactor();
+    // Within the limit, personal data inside embedded JSON is redacted.
+    let mut v = json!({"arguments": nested_json_text(MAX_DEPTH - 4)});
+    let mut counts = TypeCounts::new();
+    r.redact_json(&mut v, &mut counts)
+        .expect("within the limit");
+    assert!(!v.to_string().contains("jane.roe@example.org"), "{v}");
+    assert_eq!(counts.get("EMAIL"), Some(&1));
+    // Past it — below and above serde_json's own limit of 128 — the event is refused whole.
+    for depth in [MAX_DEPTH + 2, 100, 127, 129, 200, 1000] {
+        let mut v = json!({"arguments": nested_json_text(depth)});
+        assert!(
+            matches!(
+                r.redact_json(&mut v, &mut TypeCounts::new()),
+                Err(RedactError::TooDeep)
+            ),
+            "depth {depth}"
+        );
+    }
+}
+
 #[test]
 fn jsonl_emits_code_point_spans_and_errors() {
     let r = redactor();

@@ -30,9 +30,14 @@ pub struct LoadProblem {
 }
 
 impl From<&RuleLoadError> for LoadProblem {
+    /// The file's name only: the API does not show where the server keeps its rules.
     fn from(e: &RuleLoadError) -> Self {
         LoadProblem {
-            file: e.file.display().to_string(),
+            file: e
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| e.file.display().to_string()),
             line: e.line,
             column: e.column,
             message: e.message.clone(),

@@ -304,9 +304,7 @@ type Sources = Vec<(PathBuf, String)>;
 
 /// The `*.rhai` files of `dir` (not recursive) in file-name order, with their sources, and a
 /// problem for each file that could not be read. `Err` when the directory itself cannot.
-fn read_dir_sources(
-    dir: &Path,
-) -> Result<(Sources, Vec<RuleLoadError>), Vec<RuleLoadError>> {
+fn read_dir_sources(dir: &Path) -> Result<(Sources, Vec<RuleLoadError>), Vec<RuleLoadError>> {
     let unreadable = |e: std::io::Error| {
         vec![RuleLoadError::new(
             dir,

@@ -19,6 +19,7 @@ pub mod audit_log;
 pub mod chain;
 pub mod chain_state;
 pub mod checkpoint;
+pub mod history;
 pub mod projection;
 pub mod query;
 pub mod receipt;
@@ -69,12 +70,19 @@ pub struct SqliteLocation {
 #[derive(Clone)]
 pub struct Store {
     pub readers: SqlitePool,
+    /// Connections for background jobs (ablation, reports): their own budget, so long jobs
+    /// never take the request path's readers.
+    jobs: SqlitePool,
     location: SqliteLocation,
 }
 
 impl Store {
     /// Opens (creating if needed) the database, runs migrations and opens the reader pool.
-    pub async fn open(location: SqliteLocation, readers: u32) -> Result<Self, StoreError> {
+    pub async fn open(
+        location: SqliteLocation,
+        readers: u32,
+        job_connections: u32,
+    ) -> Result<Self, StoreError> {
         if let Some(dir) = location.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
                 path: dir.to_owned(),
@@ -89,7 +97,24 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(read_options(&location.path))
             .await?;
-        Ok(Store { readers, location })
+        // Opened lazily: most installations rarely run a job.
+        let jobs = SqlitePoolOptions::new()
+            .max_connections(job_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(600))
+            .connect_lazy_with(read_options(&location.path));
+        Ok(Store {
+            readers,
+            jobs,
+            location,
+        })
+    }
+
+    /// A connection from the jobs' own budget; waits while every one is in use.
+    pub async fn job_connection(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
+        Ok(self.jobs.acquire().await?)
     }
 
     /// A new write connection. Only the writer task (and offline commands such as `replay`)
@@ -159,6 +184,7 @@ impl Store {
     /// connection closes). Call it after the writer has stopped.
     pub async fn close(&self) {
         self.readers.close().await;
+        self.jobs.close().await;
         match write_options(&self.location.path).connect().await {
             Ok(mut conn) => {
                 if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -86,13 +86,23 @@ impl TraceSummaryRow {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        self.span_count += later.span_count;
-        self.error_count += later.error_count;
+        self.span_count = self.span_count.saturating_add(later.span_count);
+        self.error_count = self.error_count.saturating_add(later.error_count);
         self.input_tokens = self.input_tokens.saturating_add(later.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(later.output_tokens);
         self.cost_nanos = self.cost_nanos.saturating_add(later.cost_nanos);
         self.last_seq = self.last_seq.max(later.last_seq);
     }
+}
+
+/// `traces.col + excluded.col`, saturating at the largest 64-bit integer instead of overflowing
+/// (SQLite would turn the sum into a float; Postgres would fail the transaction). Mirrors
+/// [`TraceSummaryRow::merge`].
+fn saturating_sum(col: &str) -> String {
+    format!(
+        "CASE WHEN \"traces\".\"{col}\" > 9223372036854775807 - excluded.\"{col}\" \
+         THEN 9223372036854775807 ELSE \"traces\".\"{col}\" + excluded.\"{col}\" END"
+    )
 }
 
 /// Contributions of one transaction, folded per trace in log order.
@@ -164,11 +174,11 @@ impl TraceBatch {
                                  ELSE MAX(\"traces\".\"end_time\", excluded.\"end_time\") END",
                             ),
                         ),
-                        (Traces::SpanCount, Expr::cust("\"traces\".\"span_count\" + excluded.\"span_count\"")),
-                        (Traces::ErrorCount, Expr::cust("\"traces\".\"error_count\" + excluded.\"error_count\"")),
-                        (Traces::InputTokens, Expr::cust("\"traces\".\"input_tokens\" + excluded.\"input_tokens\"")),
-                        (Traces::OutputTokens, Expr::cust("\"traces\".\"output_tokens\" + excluded.\"output_tokens\"")),
-                        (Traces::CostNanos, Expr::cust("\"traces\".\"cost_nanos\" + excluded.\"cost_nanos\"")),
+                        (Traces::SpanCount, Expr::cust(saturating_sum("span_count"))),
+                        (Traces::ErrorCount, Expr::cust(saturating_sum("error_count"))),
+                        (Traces::InputTokens, Expr::cust(saturating_sum("input_tokens"))),
+                        (Traces::OutputTokens, Expr::cust(saturating_sum("output_tokens"))),
+                        (Traces::CostNanos, Expr::cust(saturating_sum("cost_nanos"))),
                         (Traces::LastSeq, Expr::cust("MAX(\"traces\".\"last_seq\", excluded.\"last_seq\")")),
                     ])
                     .to_owned(),

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_query::{Expr, ExprTrait, Order, Query, SqliteQueryBuilder};
+use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use serde::Serialize;
 use sqlx::{Connection, Row, SqliteConnection};
@@ -31,6 +31,7 @@ use super::audit_log;
 use super::chain::{self, ChainKey, Hash};
 use super::chain_state::{self, Head};
 use super::checkpoint::{Checkpoint, CheckpointFile};
+use super::history;
 use super::projection::{TraceBatch, TraceSummaryRow};
 use super::receipt::{EraseRequest, EraseSelector, ErasureReceipt};
 use super::record::{OutcomeRecord, PreparedEvent};
@@ -1076,70 +1077,34 @@ async fn load_totals<'a>(
         }
     }
     for (project, ids) in traces {
-        for (id, t) in rebuild(conn, project, Events::TraceId, &ids, TraceTotals::apply).await? {
+        for (id, t) in history::rebuild(
+            conn,
+            project,
+            Events::TraceId,
+            &ids,
+            None,
+            TraceTotals::apply,
+        )
+        .await?
+        {
             totals.seed_trace(project, id, t);
         }
     }
     for (project, ids) in sessions {
-        let rebuilt = rebuild(conn, project, Events::SessionId, &ids, SessionTotals::apply).await?;
+        let rebuilt = history::rebuild(
+            conn,
+            project,
+            Events::SessionId,
+            &ids,
+            None,
+            SessionTotals::apply,
+        )
+        .await?;
         for (id, t) in rebuilt {
             totals.seed_session(project, id, t);
         }
     }
     Ok(())
-}
-
-/// The totals of each of `ids` (values of `column` in `project`), folded from its stored spans
-/// in log order; an id with no stored span gets empty totals.
-async fn rebuild<'i, T: Default>(
-    conn: &mut SqliteConnection,
-    project: &str,
-    column: Events,
-    ids: &BTreeSet<&'i str>,
-    apply: fn(&mut T, &serde_json::Value),
-) -> Result<Vec<(&'i str, T)>, StoreError> {
-    let mut found: HashMap<String, T> = HashMap::new();
-    for (id, body) in stored_bodies(conn, project, column, ids).await? {
-        apply(found.entry(id).or_default(), &body);
-    }
-    Ok(ids
-        .iter()
-        .map(|id| (*id, found.remove(*id).unwrap_or_default()))
-        .collect())
-}
-
-/// The stored span bodies of `project` whose `column` is one of `ids`, in log order, with the
-/// id each belongs to.
-async fn stored_bodies(
-    conn: &mut SqliteConnection,
-    project: &str,
-    column: Events,
-    ids: &BTreeSet<&str>,
-) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-    let ids: Vec<&str> = ids.iter().copied().collect();
-    let mut out = Vec::new();
-    for chunk in ids.chunks(500) {
-        let (sql, values) = Query::select()
-            .columns([column, Events::Body])
-            .from(Events::Table)
-            .and_where(Expr::col(Events::Project).eq(project))
-            .and_where(Expr::col(column).is_in(chunk.iter().copied()))
-            .and_where(Expr::col(Events::RecordType).eq(RecordType::Span.as_str()))
-            .and_where(Expr::col(Events::Body).is_not_null())
-            .order_by(Events::Seq, Order::Asc)
-            .build_sqlx(SqliteQueryBuilder);
-        for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            let id: String = row.try_get(0)?;
-            let body: String = row.try_get(1)?;
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                out.push((id, v));
-            }
-        }
-    }
-    Ok(out)
 }
 
 async fn insert_records(

@@ -1,15 +1,15 @@
-//! `POST /api/v1/ablation` and `GET /api/v1/ablation/{id}`: re-evaluate the project's stored
-//! log through a modified rule set, as a background job whose progress and result can be
-//! fetched. Read only: the log is never changed.
+//! `POST /api/v1/ablation`, `GET /api/v1/ablation/{id}` and `DELETE /api/v1/ablation/{id}`:
+//! re-evaluate the project's stored log through a modified rule set, as a bounded background
+//! job (see [`crate::jobs`]) whose progress and result can be fetched, or which can be
+//! cancelled. Read only: the log is never changed.
 //!
 //! Body: `{"disable": ["cost_guard"], "rules": {"my_rule": "<rhai source>"}, "from": T, "to": T}`
 //! — the candidate is the rules directory's current files, with `rules` added or replacing
 //! files of the same id, minus `disable`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -21,34 +21,19 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::ablation::{self, AblationRange, AblationReport};
+use crate::ablation::{self, AblationError, AblationRange};
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
 use crate::event::FieldError;
 use crate::ingest::body::{parse_json, read_limited};
 use crate::rules::RuleSet;
 use crate::rules::live::LoadProblem;
-
-/// Jobs kept in memory; the oldest finished ones are forgotten beyond this.
-const MAX_JOBS: usize = 100;
-
-struct Job {
-    project: String,
-    read: Arc<AtomicU64>,
-    total: u64,
-    started: String,
-    outcome: Option<Result<AblationReport, String>>,
-}
-
-#[derive(Default)]
-pub struct Jobs {
-    map: Mutex<HashMap<String, Job>>,
-}
+use crate::store::history;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/ablation", post(start))
-        .route("/api/v1/ablation/{id}", get(status))
+        .route("/api/v1/ablation/{id}", get(status).delete(cancel))
 }
 
 fn candidate(state: &AppState, body: &Value) -> Result<(RuleSet, AblationRange), ApiError> {
@@ -85,6 +70,13 @@ fn candidate(state: &AppState, body: &Value) -> Result<(RuleSet, AblationRange),
                     "rule ids are 1-64 letters, digits, `-`, `_` or `.`",
                 ));
             }
+            // Ids are echoed in problems and results: none may carry personal data.
+            if state.pipeline.redaction.lookup_id("rule_id", id) != *id {
+                return Err(invalid(
+                    "rules",
+                    "a rule id looks like personal data; rename it",
+                ));
+            }
             let Some(src) = src.as_str() else {
                 return Err(invalid(
                     &format!("rules.{id}"),
@@ -105,9 +97,9 @@ fn candidate(state: &AppState, body: &Value) -> Result<(RuleSet, AblationRange),
     let time = |field: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
         match body.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| invalid(field, "invalid RFC 3339 timestamp")),
+            Some(Value::String(s)) => crate::event::parse_time(s)
+                .map(Some)
+                .map_err(|message| invalid(field, message)),
             Some(_) => Err(invalid(field, "must be an RFC 3339 timestamp string")),
         }
     };
@@ -143,69 +135,59 @@ async fn start(
     let project = principal.authorize(Permission::RulesRead, "ablation.start")?;
     let body = parse_json(&read_limited(req.into_body(), 1 << 20).await?)?;
     let (set, range) = candidate(&state, &body)?;
-    let total = crate::store::verify::count_records(&state.store.readers)
-        .await
-        .map_err(ApiError::internal)?;
-    let id = uuid::Uuid::now_v7().to_string();
-    let read = Arc::new(AtomicU64::new(0));
-    {
-        let mut jobs = state.jobs.map.lock().unwrap_or_else(|p| p.into_inner());
-        if jobs.len() >= MAX_JOBS {
-            let oldest = jobs
-                .iter()
-                .filter(|(_, j)| j.outcome.is_some())
-                .min_by(|a, b| a.1.started.cmp(&b.1.started))
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    jobs.remove(&k);
-                }
-                None => {
-                    return Err(ApiError::unavailable(
-                        "too_many_jobs",
-                        "too many ablation jobs are running; retry later",
-                        10,
-                    ));
-                }
-            }
-        }
-        jobs.insert(
-            id.clone(),
-            Job {
-                project: project.clone(),
-                read: read.clone(),
-                total,
-                started: crate::event::format_time(&Utc::now()),
-                outcome: None,
-            },
-        );
-    }
-    let job_id = id.clone();
-    tokio::spawn(async move {
-        let progress = read.clone();
-        let result = ablation::run(
-            &state.store.readers,
-            Some(&project),
-            &set,
-            &range,
-            move |n| progress.store(n, Ordering::Relaxed),
-        )
-        .await
-        .map_err(|e| e.to_string());
-        if let Some(job) = state
-            .jobs
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&job_id)
-        {
-            job.outcome = Some(result);
-        }
-    });
+    let set = std::sync::Arc::new(set);
+    let store = state.store.clone();
+    let job_project = project.clone();
+    let view = state
+        .ablations
+        .submit(&project, &principal.key.id, move |progress| async move {
+            // A job reads on the store's job connections, never the request path's readers.
+            let mut conn = store.job_connection().await.map_err(|e| {
+                tracing::error!(error = %e, "ablation job: no job connection");
+                "the store is unavailable; retry later".to_owned()
+            })?;
+            let until = history::head_seq(&mut conn).await.map_err(internal)?;
+            let total = history::count_project_records(&mut conn, &job_project, until)
+                .await
+                .map_err(internal)?;
+            progress.total.store(total, Ordering::Relaxed);
+            let p = progress.clone();
+            let report = ablation::run(
+                &mut conn,
+                &job_project,
+                &set,
+                &range,
+                &progress.cancel,
+                |n| p.done.store(n, Ordering::Relaxed),
+            )
+            .await
+            .map_err(|e| match e {
+                AblationError::Cancelled => "cancelled".to_owned(),
+                AblationError::Store(e) => internal(e),
+            })?;
+            serde_json::to_value(report).map_err(internal)
+        })
+        .map_err(|refused| ApiError {
+            retry_after_secs: Some(refused.retry_after_secs()),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_jobs",
+                refused.to_string(),
+            )
+        })?;
     let mut e = principal.entry("configuration", "ablation.start", "success");
-    e.resource = Some(id.clone());
+    e.resource = Some(view.id.clone());
     principal.record(e);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "running", "status_url": format!("/api/v1/ablation/{id}") }))).into_response())
+    let status_url = format!("/api/v1/ablation/{}", view.id);
+    let mut body = serde_json::to_value(&view).map_err(ApiError::internal)?;
+    body["status_url"] = json!(status_url);
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// A store failure inside a job: logged in full, reported to the client without detail.
+fn internal(e: impl std::fmt::Display) -> String {
+    tracing::error!(error = %e, "ablation job failed");
+    "the job failed reading the log; the server log has the details".to_owned()
 }
 
 async fn status(
@@ -214,20 +196,37 @@ async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let project = principal.authorize(Permission::RulesRead, "ablation.status")?;
-    let jobs = state.jobs.map.lock().unwrap_or_else(|p| p.into_inner());
-    let job = jobs
-        .get(&id)
-        .filter(|j| j.project == project)
+    let view = state
+        .ablations
+        .view(&id, &project)
         .ok_or_else(|| ApiError::not_found("no such ablation job"))?;
-    let progress =
-        json!({ "records_read": job.read.load(Ordering::Relaxed), "records_total": job.total });
-    Ok(Json(match &job.outcome {
-        None => {
-            json!({ "id": id, "status": "running", "started": job.started, "progress": progress })
-        }
-        Some(Ok(report)) => {
-            json!({ "id": id, "status": "done", "started": job.started, "progress": progress, "identical": report.is_identical(), "result": report })
-        }
-        Some(Err(e)) => json!({ "id": id, "status": "failed", "started": job.started, "error": e }),
-    }))
+    let mut body = serde_json::to_value(&view).map_err(ApiError::internal)?;
+    if let Some(report) = &view.result {
+        // The candidate reproduces the stored violations exactly.
+        let identical = report["rules"].as_object().is_some_and(|rules| {
+            rules
+                .values()
+                .all(|d| d["would_fire"] == 0 && d["would_disappear"] == 0)
+        });
+        body["identical"] = json!(identical);
+    }
+    Ok(Json(body))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = principal.authorize(Permission::RulesRead, "ablation.cancel")?;
+    let view = state
+        .ablations
+        .cancel(&id, &project)
+        .ok_or_else(|| ApiError::not_found("no such ablation job"))?;
+    let mut e = principal.entry("configuration", "ablation.cancel", "success");
+    e.resource = Some(id);
+    principal.record(e);
+    Ok(Json(
+        serde_json::to_value(view).map_err(ApiError::internal)?,
+    ))
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::params::QueryErrors;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
 use crate::store::audit_log::{self as audit, AuditFilter};
@@ -31,25 +32,19 @@ async fn list(
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
     principal.authorize(Permission::AdminAll, "audit.list")?;
+    let mut errors = QueryErrors::default();
     let limit = match p.limit.as_deref().map(str::parse::<i64>) {
         None => 100,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "limit: must be an integer from 1 to 1000",
-            ));
+            errors.push("limit", "must be an integer from 1 to 1000");
+            100
         }
     };
-    let cursor = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_query",
-                "cursor: is not a cursor this server issued",
-            )
-        })?),
-    };
+    let cursor = errors.cursor(p.cursor.as_deref(), |c| {
+        c.parse::<i64>().ok().filter(|n| *n > 0)
+    });
+    errors.finish()?;
     let filter = AuditFilter {
         event_type: p.event_type,
         principal: p.principal,

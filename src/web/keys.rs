@@ -73,6 +73,7 @@ async fn bootstrap(State(state): State<AppState>, req: Request) -> Result<Respon
             }
         }
     };
+    let name = state.pipeline.redaction.lookup_text("name", &name);
     let result = keys::bootstrap(&state.store, &name).await;
     let mut e = AuditEntry::new(
         "key_management",
@@ -179,7 +180,9 @@ async fn create(
 ) -> Result<Response, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.create")?;
     let body = parse_json(&read_limited(req.into_body(), MAX_BODY).await?)?;
-    let spec = spec_from(&body)?;
+    let mut spec = spec_from(&body)?;
+    // A key's name is stored, listed and audited: personal data in it is redacted like any.
+    spec.name = state.pipeline.redaction.lookup_text("name", &spec.name);
     // Nobody hands out more than they have: projects, permissions or lifetime.
     let expires_at = spec.expires_at.as_ref().map(crate::event::format_time);
     policy::may_create(

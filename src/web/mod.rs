@@ -20,7 +20,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -45,7 +45,7 @@ pub struct AppState {
     pub rules: Arc<LiveRules>,
     pub auth: Arc<Authenticator>,
     /// Background ablation jobs.
-    pub jobs: Arc<ablation::Jobs>,
+    pub ablations: Arc<crate::jobs::Jobs>,
     /// Live WebSocket ingest connections (`connected_agents`).
     pub connected_agents: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: PrometheusHandle,
@@ -86,6 +86,11 @@ pub fn app(state: AppState) -> Router {
         .merge(queries)
         .merge(ops::public_router())
         .fallback(|| async { ApiError::not_found("no such route") })
+        // A panicking handler answers 500 problem+json instead of dropping the connection;
+        // the panic hook (main.rs) logs where, never the message (it may hold request data).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -115,7 +120,44 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), hsts))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            drop_unsafe_request_id,
+        ))
         .with_state(state)
+}
+
+/// The answer to a request whose handler panicked.
+fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    metrics::counter!("audittrail_handler_panics_total").increment(1);
+    ApiError::internal("a request handler panicked; see the panic's location in the log")
+        .into_response()
+}
+
+/// Longest client `X-Request-Id` kept.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Keeps a client's `X-Request-Id` only if it is a short token of safe characters in which
+/// the redactor finds no personal data (it is logged and stored in the audit log); otherwise
+/// it is removed and one is generated.
+async fn drop_unsafe_request_id(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let safe = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+            && v.to_str()
+                .is_ok_and(|s| state.pipeline.redaction.lookup_id("request_id", s).as_str() == s)
+    };
+    if req.headers().get("x-request-id").is_some_and(|v| !safe(v)) {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
@@ -189,4 +231,45 @@ async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Re
         tracing::debug!(%method, %route, %request_id, status = status.as_u16(), "request rejected");
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_problem_json_without_its_message() {
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let raw = String::from("jane.roe@example.org");
+                    if raw.len() > 3 {
+                        panic!("sliced {raw}");
+                    }
+                    "unreachable"
+                }),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_response,
+            ));
+        let resp = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("\"code\":\"internal_error\""), "{text}");
+        assert!(!text.contains("jane.roe"), "{text}");
+    }
 }

@@ -21,16 +21,15 @@ impl QueryErrors {
         });
     }
 
-    /// An optional RFC 3339 time.
+    /// An optional RFC 3339 time (years 0001 to 9999 in UTC).
     pub fn time(&mut self, name: &str, v: Option<&str>) -> Option<DateTime<Utc>> {
-        let v = v?;
-        DateTime::parse_from_rfc3339(v)
-            .map(|t| t.with_timezone(&Utc))
-            .ok()
-            .or_else(|| {
-                self.push(name, "invalid RFC 3339 timestamp");
+        match crate::event::parse_time(v?) {
+            Ok(t) => Some(t),
+            Err(message) => {
+                self.push(name, message);
                 None
-            })
+            }
+        }
     }
 
     /// `limit`, from 1 to [`MAX_LIMIT`].

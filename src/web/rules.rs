@@ -105,11 +105,12 @@ async fn list_violations(
         c.parse::<i64>().ok().filter(|n| *n > 0)
     });
     errors.finish()?;
+    let redaction = &state.pipeline.redaction;
     let filter = ViolationFilter {
         rule_id: p.rule,
         min_severity,
-        agent: p.agent,
-        trace_id: p.trace_id,
+        agent: p.agent.map(|a| redaction.lookup_text("agent", &a)),
+        trace_id: p.trace_id.map(|t| redaction.lookup_id("trace_id", &t)),
         from,
         to,
         outcome: p.outcome,

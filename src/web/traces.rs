@@ -55,9 +55,11 @@ async fn list(
     let limit = errors.limit(p.limit.as_deref());
     let cursor = errors.cursor(p.cursor.as_deref(), Cursor::decode);
     errors.finish()?;
+    // Filters match what is stored: ids holding personal data are stored as pseudonyms.
+    let redaction = &state.pipeline.redaction;
     let filter = TraceFilter {
-        agent: p.agent,
-        session_id: p.session_id,
+        agent: p.agent.map(|a| redaction.lookup_text("agent", &a)),
+        session_id: p.session_id.map(|s| redaction.lookup_id("session_id", &s)),
         status,
         from,
         to,
@@ -82,6 +84,7 @@ async fn one(
     Path(trace_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let project = principal.authorize(Permission::TracesRead, "traces.get")?;
+    let trace_id = state.pipeline.redaction.lookup_id("trace_id", &trace_id);
     let found = query::get_trace(&state.store.readers, &project, &trace_id, MAX_SPANS)
         .await
         .map_err(ApiError::internal)?;

@@ -314,6 +314,7 @@ pub fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
 /// write access to the file would), panicking if it fails.
 pub fn sqlite3(db: &Path, sql: &str) -> String {
     let out = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(db)
         .arg(sql)
         .output()
