@@ -10,8 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use audittrail::auth::Authenticator;
 use audittrail::auth::audit::AuditSink;
-use audittrail::auth::keys;
-use audittrail::store::{SqliteLocation, Store};
+use audittrail::store::{Location, PoolSizes, Store, keys};
 
 fn bench_auth(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -21,18 +20,19 @@ fn bench_auth(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = rt
         .block_on(Store::open(
-            SqliteLocation {
-                path: dir.path().join("bench.db"),
+            Location::Sqlite(dir.path().join("bench.db")),
+            PoolSizes {
+                readers: 2,
+                jobs: 1,
+                acquire_timeout: std::time::Duration::from_secs(5),
             },
-            2,
-            1,
         ))
         .expect("store");
     let issued = rt
         .block_on(keys::bootstrap(&store, "bench"))
         .expect("bootstrap");
     let (sink, _rx) = AuditSink::channel(16);
-    let auth = Authenticator::new(store.readers.clone(), sink, Vec::new());
+    let auth = Authenticator::new(std::sync::Arc::new(store.clone()), sink, Vec::new());
     rt.block_on(auth.verify(&issued.key)).expect("valid key");
 
     c.bench_function("auth: cached key (per request)", |b| {

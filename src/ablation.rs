@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::SqliteConnection;
 
 use crate::event::format_time;
 use crate::rules::{RuleOutcome, RuleSet, RunningTotals, SessionTotals, TraceTotals};
+use crate::store::db::{Conn, Exec};
 use crate::store::schema::Events;
 use crate::store::{StoreError, history};
 
@@ -136,7 +136,7 @@ const TOTALS_HELD: usize = 10_000;
 /// Runs the comparison over `project`'s history up to the log's head when it starts.
 /// `progress` gets the number of records read so far; `cancel` stops it between pages.
 pub async fn run(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     project: &str,
     candidate: &Arc<RuleSet>,
     range: &AblationRange,
@@ -149,6 +149,8 @@ pub async fn run(
     for r in candidate.rules() {
         report.rules.entry(r.id().to_owned()).or_default();
     }
+    let mut db = conn.exec();
+    let conn = &mut db;
     let until = history::head_seq(conn).await?;
     let mut totals = RunningTotals::new(TOTALS_HELD, TOTALS_HELD);
     let mut stored: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
@@ -223,7 +225,7 @@ pub async fn run(
 /// Makes sure `totals` holds the trace and session of `event` as they stood just before
 /// position `seq`, rebuilding an evicted one from the log.
 async fn hold_totals(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     totals: &mut RunningTotals,
     project: &str,
     event: &serde_json::Value,

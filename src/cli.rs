@@ -121,20 +121,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
             let store = server::open_store(&cli.config, &resolved).await?;
-            println!("migrated {}", store.path().display());
+            println!("migrated {}", store.describe());
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
             let store = server::open_store(&cli.config, &resolved).await?;
-            let total = verify::count_records(&store.readers).await?;
+            let total = store.count_records().await?;
             let bar = progress_bar(total, "verifying");
             // A damaged checkpoint file is a note, not a reason to stop checking the database.
-            let side_file = CheckpointFile::beside(store.path())
-                .read()
-                .unwrap_or_else(|e| {
-                    eprintln!("note: {e}");
-                    None
+            let side_file = store
+                .sqlite_path()
+                .map(CheckpointFile::beside)
+                .and_then(|f| {
+                    f.read().unwrap_or_else(|e| {
+                        eprintln!("note: {e}");
+                        None
+                    })
                 });
             let mut conn = store.read_connection().await?;
             let result = verify::verify(
@@ -163,7 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
             let store = server::open_store(&cli.config, &resolved).await?;
-            let total = verify::count_records(&store.readers).await?;
+            let total = store.count_records().await?;
             let bar = progress_bar(total, "replaying");
             let report = replay::rebuild(&store, |n| bar.set_position(n)).await?;
             bar.finish_and_clear();
@@ -199,7 +202,6 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
     use crate::auth::audit::AuditEntry;
     use crate::auth::keys::{self, KeySpec};
     use crate::auth::permission::Permission;
-    use sqlx::Connection;
     let resolved = config.resolve().map_err(server::ServeError::Config)?;
     let store = server::open_store(config, &resolved).await?;
     let (operation, resource, output) = match cmd {
@@ -221,7 +223,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
                 Some(s) => Some(chrono::Utc::now() + keys::parse_expires_in(&s)?),
                 None => None,
             };
-            let issued = keys::create(
+            let issued = crate::store::keys::create(
                 &store,
                 &KeySpec {
                     name,
@@ -240,14 +242,14 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
             )
         }
         KeysCommand::List => {
-            let list = keys::list(&store.readers).await?;
+            let list = crate::store::keys::list(&store).await?;
             return {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 Ok(ExitCode::SUCCESS)
             };
         }
         KeysCommand::Rotate { id } => {
-            let issued = keys::rotate(&store, &id).await?;
+            let issued = crate::store::keys::rotate(&store, &id).await?;
             (
                 "keys.rotate",
                 Some(id),
@@ -256,17 +258,14 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
             )
         }
         KeysCommand::Revoke { id } => {
-            let rec = keys::revoke(&store, &id).await?;
+            let rec = crate::store::keys::revoke(&store, &id).await?;
             ("keys.revoke", Some(id), serde_json::to_string_pretty(&rec)?)
         }
     };
     let mut e = AuditEntry::new("key_management", operation, "success");
     e.principal = Some("cli".into());
     e.resource = resource;
-    let mut conn = store.write_connection().await?;
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    crate::store::audit_log::append(&mut tx, &server::chain_key(&resolved), &[e]).await?;
-    tx.commit().await?;
+    crate::store::audit_log::append_now(&store, &server::chain_key(&resolved), &[e]).await?;
     println!("{output}");
     Ok(ExitCode::SUCCESS)
 }
@@ -384,16 +383,14 @@ async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<Exi
             let set = std::sync::Arc::new(set.without(&disable));
             let resolved = config.resolve().map_err(server::ServeError::Config)?;
             let store = server::open_store(config, &resolved).await?;
-            let bar = progress_bar(
-                verify::count_records(&store.readers).await?,
-                "re-evaluating",
-            );
+            let bar = progress_bar(store.count_records().await?, "re-evaluating");
             let mut conn = store.read_connection().await?;
             let range = crate::ablation::AblationRange { from, to };
             let never = std::sync::atomic::AtomicBool::new(false);
             let mut report = crate::ablation::AblationReport::default();
             let mut done = 0;
-            for project in crate::store::history::projects(&mut conn).await? {
+            let projects = crate::store::history::projects(&mut conn.exec()).await?;
+            for project in projects {
                 let one = crate::ablation::run(&mut conn, &project, &set, &range, &never, |n| {
                     bar.set_position(done + n)
                 })

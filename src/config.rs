@@ -49,6 +49,8 @@ pub struct Config {
     /// Database. Unset: embedded SQLite at `$AUDITTRAIL_DATA_DIR/audittrail.db`. SQLAlchemy-style
     /// URLs are accepted with SQLAlchemy's meaning: `sqlite+aiosqlite:///data/audittrail.db` is
     /// the relative path `data/audittrail.db`, `sqlite:////var/lib/x.db` is absolute.
+    /// `postgres://`, `postgresql://` and `postgresql+asyncpg://user:pw@host:5432/db` select
+    /// Postgres (libpq's `?sslmode=` is honoured).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = parse_secret)]
     pub database_url: Option<Secret>,
 
@@ -165,9 +167,13 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_WRITER_BATCH_EVENTS", default_value_t = 4096)]
     pub writer_batch_events: usize,
 
-    /// Reader connections to the database.
+    /// Reader connections to the database (both backends).
     #[arg(long, env = "AUDITTRAIL_READ_POOL_SIZE", default_value_t = 8)]
     pub read_pool_size: u32,
+
+    /// Seconds to wait for a database connection (connecting, or a free pooled one).
+    #[arg(long, env = "AUDITTRAIL_DB_CONNECT_TIMEOUT_SECS", default_value_t = 5)]
+    pub db_connect_timeout_secs: u64,
 
     /// Background jobs (ablation runs, reports) of one kind running at once; each holds one
     /// of the store's job connections, apart from the readers.
@@ -191,8 +197,17 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
     Sqlite(PathBuf),
-    Postgres,
+    /// A `postgres://` URL (it holds a password: never log it).
+    Postgres(Secret),
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Secret {}
 
 /// Settings derived from [`Config`] once every check passed.
 #[derive(Debug, Clone)]
@@ -345,7 +360,10 @@ pub fn resolve_database(url: Option<&str>, data_dir: &Path) -> Result<DatabaseTa
             }
             Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
         }
-        "postgres" | "postgresql" => Ok(DatabaseTarget::Postgres),
+        "postgres" | "postgresql" => {
+            crate::store::Location::postgres(url)?;
+            Ok(DatabaseTarget::Postgres(Secret(url.to_owned())))
+        }
         _ => Err("unsupported scheme; use sqlite:///path or postgres://…".into()),
     }
 }
@@ -377,10 +395,10 @@ mod tests {
             resolve_database(None, Path::new("d")),
             Ok(DatabaseTarget::Sqlite(PathBuf::from("d/audittrail.db")))
         );
-        assert_eq!(
+        assert!(matches!(
             resolve_database(Some("postgresql+asyncpg://u:p@h/db"), Path::new("d")),
-            Ok(DatabaseTarget::Postgres)
-        );
+            Ok(DatabaseTarget::Postgres(_))
+        ));
     }
 
     #[test]

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 /// How many jobs of a kind may run and wait, and how long finished ones are kept.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,11 @@ enum State {
     Cancelled,
 }
 
+/// A job's work, not started yet.
+type Work = Box<dyn FnOnce(Arc<Progress>) -> BoxFuture<'static, Result<Value, String>> + Send>;
+
 struct Entry {
+    /// Submission order: queued jobs start in this order.
     number: u64,
     project: String,
     owner: String,
@@ -76,6 +80,8 @@ struct Entry {
     state: State,
     finished: Option<Instant>,
     progress: Arc<Progress>,
+    /// Taken when the job starts.
+    work: Option<Work>,
 }
 
 /// A job as its status route shows it.
@@ -98,7 +104,6 @@ pub struct View {
 pub struct Jobs {
     kind: &'static str,
     limits: Limits,
-    running: Arc<Semaphore>,
     entries: Arc<Mutex<BTreeMap<String, Entry>>>,
     next: AtomicU64,
 }
@@ -108,7 +113,6 @@ impl Jobs {
         Jobs {
             kind,
             limits,
-            running: Arc::new(Semaphore::new(limits.max_running.max(1))),
             entries: Arc::new(Mutex::new(BTreeMap::new())),
             next: AtomicU64::new(0),
         }
@@ -116,6 +120,57 @@ impl Jobs {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts queued jobs, oldest first, while fewer than `max_running` run.
+    fn schedule(
+        kind: &'static str,
+        entries: &Arc<Mutex<BTreeMap<String, Entry>>>,
+        max_running: usize,
+    ) {
+        let mut guard = entries.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let running = guard
+                .values()
+                .filter(|e| matches!(e.state, State::Running))
+                .count();
+            if running >= max_running.max(1) {
+                return;
+            }
+            let Some((id, entry)) = guard
+                .iter_mut()
+                .filter(|(_, e)| matches!(e.state, State::Queued))
+                .min_by_key(|(_, e)| e.number)
+            else {
+                return;
+            };
+            let Some(work) = entry.work.take() else {
+                return;
+            };
+            entry.state = State::Running;
+            let (id, progress) = (id.clone(), entry.progress.clone());
+            metrics::gauge!("audittrail_jobs", "kind" => kind, "state" => "queued").decrement(1.0);
+            metrics::gauge!("audittrail_jobs", "kind" => kind, "state" => "running").increment(1.0);
+            let entries = entries.clone();
+            tokio::spawn(async move {
+                let outcome = tokio::spawn(work(progress.clone())).await;
+                metrics::gauge!("audittrail_jobs", "kind" => kind, "state" => "running")
+                    .decrement(1.0);
+                {
+                    let mut guard = entries.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(e) = guard.get_mut(&id) {
+                        e.finished = Some(Instant::now());
+                        e.state = match outcome {
+                            _ if progress.cancelled() => State::Cancelled,
+                            Ok(Ok(v)) => State::Done(v),
+                            Ok(Err(msg)) => State::Failed(msg),
+                            Err(_) => State::Failed("the job failed unexpectedly".into()),
+                        };
+                    }
+                }
+                Jobs::schedule(kind, &entries, max_running);
+            });
+        }
     }
 
     /// Queues `work` for `project` on behalf of key `owner`; it starts when a slot is free.
@@ -153,45 +208,13 @@ impl Jobs {
                     created_at: crate::event::format_time(&chrono::Utc::now()),
                     state: State::Queued,
                     finished: None,
-                    progress: progress.clone(),
+                    progress,
+                    work: Some(Box::new(move |p| Box::pin(work(p)))),
                 },
             );
         }
         metrics::gauge!("audittrail_jobs", "kind" => self.kind, "state" => "queued").increment(1.0);
-        let (running, entries, job_id, kind) = (
-            self.running.clone(),
-            self.entries.clone(),
-            id.clone(),
-            self.kind,
-        );
-        tokio::spawn(async move {
-            let set = |state: State| {
-                let mut entries = entries.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(e) = entries.get_mut(&job_id) {
-                    if matches!(state, State::Done(_) | State::Failed(_) | State::Cancelled) {
-                        e.finished = Some(Instant::now());
-                    }
-                    e.state = state;
-                }
-            };
-            let permit = running.acquire_owned().await;
-            metrics::gauge!("audittrail_jobs", "kind" => kind, "state" => "queued").decrement(1.0);
-            if permit.is_err() || progress.cancelled() {
-                set(State::Cancelled);
-                return;
-            }
-            set(State::Running);
-            metrics::gauge!("audittrail_jobs", "kind" => kind, "state" => "running").increment(1.0);
-            let outcome = tokio::spawn(work(progress.clone())).await;
-            metrics::gauge!("audittrail_jobs", "kind" => kind, "state" => "running").decrement(1.0);
-            set(match outcome {
-                _ if progress.cancelled() => State::Cancelled,
-                Ok(Ok(v)) => State::Done(v),
-                Ok(Err(e)) => State::Failed(e),
-                Err(_) => State::Failed("the job failed unexpectedly".into()),
-            });
-            drop(permit);
-        });
+        Jobs::schedule(self.kind, &self.entries, self.limits.max_running);
         Ok(self
             .view(&id, project)
             .expect("the job was inserted just now"))
@@ -210,6 +233,7 @@ impl Jobs {
         });
         let (status, result, error) = match &e.state {
             State::Queued => ("queued", None, None),
+            State::Running if e.progress.cancelled() => ("cancelling", None, None),
             State::Running => ("running", None, None),
             State::Done(v) => ("done", Some(v.clone()), None),
             State::Failed(m) => ("failed", None, Some(m.clone())),
@@ -238,7 +262,10 @@ impl Jobs {
             e.progress.cancel.store(true, Ordering::Relaxed);
             if matches!(e.state, State::Queued) {
                 e.state = State::Cancelled;
+                e.work = None;
                 e.finished = Some(Instant::now());
+                metrics::gauge!("audittrail_jobs", "kind" => self.kind, "state" => "queued")
+                    .decrement(1.0);
             }
         }
         self.view(id, project)

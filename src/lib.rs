@@ -25,6 +25,8 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod jobs;
 pub mod loadgen;

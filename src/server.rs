@@ -19,11 +19,12 @@ use crate::event::Limits;
 use crate::feed::alerts::AlertSink;
 use crate::ingest::pricing::PriceTable;
 use crate::pipeline::Pipeline;
+use crate::pipeline::evaluate::{self, EvaluateConfig};
 use crate::rules::{self, live::LiveRules};
 use crate::store::chain::ChainKey;
 use crate::store::checkpoint::CheckpointFile;
 use crate::store::writer::{self, WriterConfig};
-use crate::store::{SqliteLocation, Store, StoreError};
+use crate::store::{Location, PoolSizes, Store, StoreError};
 use crate::web::{self, AppState};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +33,6 @@ pub enum ServeError {
     Config(Vec<String>),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "PostgreSQL is not supported by this build yet; unset DATABASE_URL to use the embedded SQLite store"
-    )]
-    PostgresUnsupported,
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -44,21 +41,26 @@ pub enum ServeError {
 pub struct Service {
     pub state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
-    checkpointer: tokio::task::JoinHandle<()>,
+    checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// Keeps the rules directory watched while the service runs.
     _rules_watcher: Option<notify::RecommendedWatcher>,
 }
 
 /// Opens the store at the configured location (migrating it).
 pub async fn open_store(config: &Config, resolved: &Resolved) -> Result<Store, ServeError> {
-    let path = match &resolved.database {
-        DatabaseTarget::Sqlite(path) => path.clone(),
-        DatabaseTarget::Postgres => return Err(ServeError::PostgresUnsupported),
+    let location = match &resolved.database {
+        DatabaseTarget::Sqlite(path) => Location::Sqlite(path.clone()),
+        DatabaseTarget::Postgres(url) => {
+            Location::postgres(url.expose()).map_err(|e| ServeError::Config(vec![e]))?
+        }
     };
     Ok(Store::open(
-        SqliteLocation { path },
-        config.read_pool_size,
-        config.max_jobs,
+        location,
+        PoolSizes {
+            readers: config.read_pool_size,
+            jobs: config.max_jobs,
+            acquire_timeout: Duration::from_secs(config.db_connect_timeout_secs.max(1)),
+        },
     )
     .await?)
 }
@@ -85,20 +87,28 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
     let (writer, writer_task) = writer::spawn(
         &store,
         WriterConfig {
-            queue_capacity: config.writer_queue,
-            // At least one whole request: the writer sizes its running-totals cache from this.
-            max_batch_events: config.writer_batch_events.max(config.max_batch_events),
             key: chain_key(&resolved),
-            checkpoint: CheckpointFile::beside(store.path()),
-            rules: rules.clone(),
+            checkpoint: store.sqlite_path().map(CheckpointFile::beside),
             wal_path: store.wal_path(),
-            alerts: AlertSink::start(
-                config.alert_webhook_urls.clone(),
-                crate::rules::Severity::parse(&config.alert_min_severity)
-                    .unwrap_or(crate::rules::Severity::High),
-            ),
         },
         audit_rx,
+    )
+    .await?;
+    AlertSink::start(
+        config.alert_webhook_urls.clone(),
+        crate::rules::Severity::parse(&config.alert_min_severity)
+            .unwrap_or(crate::rules::Severity::High),
+    )
+    .subscribe(&writer);
+    let appender = evaluate::spawn(
+        &store,
+        writer.clone(),
+        rules.clone(),
+        EvaluateConfig {
+            queue_capacity: config.writer_queue,
+            // At least one whole request: the stage sizes its running-totals cache from this.
+            max_batch_events: config.writer_batch_events.max(config.max_batch_events),
+        },
     )
     .await?;
     let pipeline = Pipeline {
@@ -109,7 +119,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             .map_err(|e| ServeError::Config(vec![e]))?,
     };
     let auth = Arc::new(Authenticator::new(
-        store.readers.clone(),
+        Arc::new(store.clone()),
         audit_sink.clone(),
         config.trusted_proxies.clone(),
     ));
@@ -139,6 +149,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         resolved: Arc::new(resolved),
         store,
         writer,
+        appender,
         pipeline: Arc::new(pipeline),
         rules,
         auth,
@@ -199,8 +210,10 @@ impl Service {
                 "the writer did not stop within 30 s; unacknowledged requests may be lost"
             );
         }
-        checkpointer.abort();
-        let _ = checkpointer.await;
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.abort();
+            let _ = checkpointer.await;
+        }
         store.close().await;
         Ok(())
     }

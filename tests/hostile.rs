@@ -145,7 +145,8 @@ async fn ten_ablation_jobs_at_once_leave_the_service_answering() {
     app.stop().await;
 }
 
-#[tokio::test]
+// Multi-threaded: the server keeps running while this thread waits for the sqlite3 shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_error_while_checking_a_key_is_a_503_never_a_401() {
     let app = spawn_app().await;
     let fresh = key(&app, &["p"], &["traces:read"]).await;

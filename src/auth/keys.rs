@@ -1,17 +1,15 @@
 //! API keys: `sk-at-<id>_<secret>`. The secret is shown once; only its Argon2id hash is kept.
 //!
-//! Key administration is rare, so it writes on its own short-lived connection (SQLite's busy
-//! timeout serialises it with the event writer). Argon2 runs on a blocking thread.
+//! What a key is and how its secret is made and checked; storing keys is `store::keys`.
+//! Argon2 runs on a blocking thread.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
 
 use super::permission::Permission;
 use crate::event::format_time;
-use crate::store::{Store, StoreError};
 
 pub const PREFIX: &str = "sk-at-";
 const ID_LEN: usize = 16;
@@ -48,20 +46,15 @@ pub enum KeyError {
     NotFound,
     #[error("{0}")]
     Invalid(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// The store failed (the message is for the log, never the client).
+    #[error("the key store failed: {0}")]
+    Store(String),
     #[error("key hashing failed: {0}")]
     Hash(String),
     #[error(
         "this is the last active admin:all key; create another admin:all key before revoking it"
     )]
     LastAdmin,
-}
-
-impl From<sqlx::Error> for KeyError {
-    fn from(e: sqlx::Error) -> Self {
-        KeyError::Store(e.into())
-    }
 }
 
 /// Splits a presented token into (id, secret) if it has the right shape.
@@ -88,7 +81,7 @@ fn random_alnum(n: usize) -> Result<String, KeyError> {
     Ok(out)
 }
 
-async fn hash_secret(secret: String) -> Result<String, KeyError> {
+pub async fn hash_secret(secret: String) -> Result<String, KeyError> {
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(secret.as_bytes())
@@ -175,7 +168,11 @@ impl KeySpec {
     }
 }
 
-async fn issue(spec: &KeySpec, is_owner: bool) -> Result<(KeyRecord, String, String), KeyError> {
+/// A new key for `spec`: its record, its token (shown once) and the hash to store.
+pub async fn issue(
+    spec: &KeySpec,
+    is_owner: bool,
+) -> Result<(KeyRecord, String, String), KeyError> {
     spec.validate()?;
     let id = random_alnum(ID_LEN)?.to_ascii_lowercase();
     let secret = random_alnum(SECRET_LEN)?;
@@ -194,141 +191,21 @@ async fn issue(spec: &KeySpec, is_owner: bool) -> Result<(KeyRecord, String, Str
     Ok((record, format!("{PREFIX}{id}_{secret}"), hash))
 }
 
-async fn insert(
-    store: &Store,
-    r: &KeyRecord,
-    hash: &str,
-    only_if_no_owner: bool,
-) -> Result<bool, KeyError> {
-    let mut conn = store.write_connection().await?;
-    let sql = if only_if_no_owner {
-        "INSERT INTO api_keys (id, name, secret_hash, projects, permissions, created_at, expires_at, is_owner) \
-         SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE is_owner = 1)"
-    } else {
-        "INSERT INTO api_keys (id, name, secret_hash, projects, permissions, created_at, expires_at, is_owner) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    };
-    let done = sqlx::query(sql)
-        .bind(&r.id)
-        .bind(&r.name)
-        .bind(hash)
-        .bind(serde_json::to_string(&r.projects).unwrap_or_default())
-        .bind(serde_json::to_string(&r.permissions).unwrap_or_default())
-        .bind(&r.created_at)
-        .bind(&r.expires_at)
-        .bind(r.is_owner)
-        .execute(&mut conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// A new secret for key `id`: the token (shown once) and the hash to store.
+pub async fn new_secret(id: &str) -> Result<(String, String), KeyError> {
+    let secret = random_alnum(SECRET_LEN)?;
+    let hash = hash_secret(secret.clone()).await?;
+    Ok((format!("{PREFIX}{id}_{secret}"), hash))
 }
 
-/// Creates the owner key (every project, `admin:all`) if none exists yet.
-pub async fn bootstrap(store: &Store, name: &str) -> Result<IssuedKey, KeyError> {
-    let spec = KeySpec {
+/// The spec of the owner key: every project, `admin:all`.
+pub fn owner_spec(name: &str) -> KeySpec {
+    KeySpec {
         name: name.into(),
         projects: vec!["*".into()],
         permissions: vec![Permission::AdminAll],
         expires_at: None,
-    };
-    let (record, key, hash) = issue(&spec, true).await?;
-    if !insert(store, &record, &hash, true).await? {
-        return Err(KeyError::AlreadyBootstrapped);
     }
-    Ok(IssuedKey { record, key })
-}
-
-pub async fn create(store: &Store, spec: &KeySpec) -> Result<IssuedKey, KeyError> {
-    let (record, key, hash) = issue(spec, false).await?;
-    insert(store, &record, &hash, false).await?;
-    Ok(IssuedKey { record, key })
-}
-
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, sqlx::Error> {
-    let list = |col: &str| -> Result<String, sqlx::Error> { row.try_get(col) };
-    Ok(KeyRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        projects: serde_json::from_str(&list("projects")?).unwrap_or_default(),
-        permissions: serde_json::from_str(&list("permissions")?).unwrap_or_default(),
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        rotated_at: row.try_get("rotated_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        is_owner: row.try_get("is_owner")?,
-    })
-}
-
-/// A key and its secret's hash, for verification.
-pub async fn find(pool: &SqlitePool, id: &str) -> Result<Option<(KeyRecord, String)>, KeyError> {
-    let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    match row {
-        Some(row) => Ok(Some((record(&row)?, row.try_get("secret_hash")?))),
-        None => Ok(None),
-    }
-}
-
-pub async fn list(pool: &SqlitePool) -> Result<Vec<KeyRecord>, KeyError> {
-    let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
-}
-
-/// New secret for an existing, unrevoked key; the old secret stops working at once.
-pub async fn rotate(store: &Store, id: &str) -> Result<IssuedKey, KeyError> {
-    let (mut rec, _) = find(&store.readers, id).await?.ok_or(KeyError::NotFound)?;
-    if rec.revoked_at.is_some() {
-        return Err(KeyError::Invalid(
-            "the key is revoked; create a new one".into(),
-        ));
-    }
-    let secret = random_alnum(SECRET_LEN)?;
-    let hash = hash_secret(secret.clone()).await?;
-    let now = format_time(&Utc::now());
-    let mut conn = store.write_connection().await?;
-    let done = sqlx::query(
-        "UPDATE api_keys SET secret_hash = ?, rotated_at = ? WHERE id = ? AND revoked_at IS NULL",
-    )
-    .bind(&hash)
-    .bind(&now)
-    .bind(id)
-    .execute(&mut conn)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(KeyError::NotFound);
-    }
-    rec.rotated_at = Some(now);
-    Ok(IssuedKey {
-        key: format!("{PREFIX}{}_{secret}", rec.id),
-        record: rec,
-    })
-}
-
-/// Revokes a key for good. The last active `admin:all` key cannot be revoked: nobody could
-/// administer the installation afterwards (except from the shell).
-pub async fn revoke(store: &Store, id: &str) -> Result<KeyRecord, KeyError> {
-    let now = format_time(&Utc::now());
-    let mut conn = store.write_connection().await?;
-    // One statement, so two concurrent revocations cannot remove the last two admins.
-    let done = sqlx::query(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 \
-         AND (permissions NOT LIKE '%\"admin:all\"%' OR revoked_at IS NOT NULL OR EXISTS ( \
-           SELECT 1 FROM api_keys other WHERE other.id <> ?2 AND other.revoked_at IS NULL \
-           AND (other.expires_at IS NULL OR other.expires_at > ?1) \
-           AND other.permissions LIKE '%\"admin:all\"%'))",
-    )
-    .bind(&now)
-    .bind(id)
-    .execute(&mut conn)
-    .await?;
-    let (rec, _) = find(&store.readers, id).await?.ok_or(KeyError::NotFound)?;
-    if done.rows_affected() == 0 {
-        return Err(KeyError::LastAdmin);
-    }
-    Ok(rec)
 }
 
 #[cfg(test)]

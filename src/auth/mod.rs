@@ -9,6 +9,9 @@
 //!
 //! Tenant isolation: a project outside the key's scope is answered 404, like a missing one,
 //! so ids of other tenants never leak.
+//!
+//! No HTTP and no database types here: the HTTP layer hands in header values and maps the
+//! errors to responses; keys are read through a [`KeyDirectory`] (the store implements it).
 
 pub mod audit;
 pub mod keys;
@@ -16,20 +19,15 @@ pub mod permission;
 pub mod policy;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
 use chrono::Utc;
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
 
 use crate::event::format_time;
-use crate::web::AppState;
-use crate::web::error::ApiError;
 use audit::{AuditEntry, AuditSink};
 use keys::KeyRecord;
 use permission::Permission;
@@ -38,6 +36,19 @@ use permission::Permission;
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
 pub const PROJECT_HEADER: &str = "x-audittrail-project";
+/// The project of keys scoped to every project (`*`) when the request names none.
+pub const DEFAULT_PROJECT: &str = "default";
+
+/// Where keys are looked up (the store).
+pub trait KeyDirectory: Send + Sync {
+    /// The key with this id and its secret's hash; an error means the lookup itself failed.
+    fn find<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(KeyRecord, String)>, String>>;
+    /// Changes whenever any key is added, rotated or revoked.
+    fn fingerprint(&self) -> BoxFuture<'_, Result<String, String>>;
+}
 
 /// Verifies keys, with a short cache.
 pub struct Authenticator {
@@ -45,7 +56,7 @@ pub struct Authenticator {
     /// Cache misses verify one at a time: concurrent requests with the same new key wait for
     /// one Argon2 run, and a flood of bad keys cannot occupy every core.
     verifying: tokio::sync::Mutex<()>,
-    pool: SqlitePool,
+    keys: Arc<dyn KeyDirectory>,
     audit: AuditSink,
     trusted_proxies: Vec<IpAddr>,
 }
@@ -68,11 +79,15 @@ pub enum AuthError {
 }
 
 impl Authenticator {
-    pub fn new(pool: SqlitePool, audit: AuditSink, trusted_proxies: Vec<IpAddr>) -> Self {
+    pub fn new(
+        keys: Arc<dyn KeyDirectory>,
+        audit: AuditSink,
+        trusted_proxies: Vec<IpAddr>,
+    ) -> Self {
         Authenticator {
             cache: Mutex::new(HashMap::new()),
             verifying: tokio::sync::Mutex::new(()),
-            pool,
+            keys,
             audit,
             trusted_proxies,
         }
@@ -84,20 +99,15 @@ impl Authenticator {
 
     /// Clears the cache whenever any key is rotated or revoked behind the server's back (the
     /// `keys` CLI writes the database directly): checked every second, one cheap query.
-    pub fn spawn_change_watch(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let me = std::sync::Arc::downgrade(self);
+    pub fn spawn_change_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut last: Option<(i64, Option<String>, Option<String>)> = None;
+            let mut last: Option<String> = None;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 let Some(auth) = me.upgrade() else { return };
-                let now = sqlx::query_as::<_, (i64, Option<String>, Option<String>)>(
-                    "SELECT COUNT(*), MAX(rotated_at), MAX(revoked_at) FROM api_keys",
-                )
-                .fetch_one(&auth.pool)
-                .await
-                .ok();
+                let now = auth.keys.fingerprint().await.ok();
                 if now.is_some() && last.is_some() && now != last {
                     auth.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 }
@@ -114,6 +124,11 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (rec, _)| rec.id != key_id);
+    }
+
+    /// Forgets every cached verification (a session's key check wants the stored state now).
+    pub fn forget_all(&self) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// The key behind a presented token, if it is valid now.
@@ -135,7 +150,7 @@ impl Authenticator {
                     return self.check_validity(rec);
                 }
                 let (id, secret) = keys::parse_token(token).ok_or(AuthError::Malformed)?;
-                let (rec, hash) = match keys::find(&self.pool, id).await {
+                let (rec, hash) = match self.keys.find(id).await {
                     Ok(Some(found)) => found,
                     Ok(None) => return Err(AuthError::Invalid),
                     // Never "invalid": an agent told its key is invalid may throw it away.
@@ -159,6 +174,15 @@ impl Authenticator {
         self.check_validity(record)
     }
 
+    /// The key with this id as stored now, if it is still valid (sessions re-check it).
+    pub async fn current(&self, key_id: &str) -> Result<KeyRecord, AuthError> {
+        match self.keys.find(key_id).await {
+            Ok(Some((rec, _))) => self.check_validity(rec),
+            Ok(None) => Err(AuthError::Invalid),
+            Err(_) => Err(AuthError::Unavailable),
+        }
+    }
+
     fn check_validity(&self, record: KeyRecord) -> Result<KeyRecord, AuthError> {
         if record.revoked_at.is_some() {
             return Err(AuthError::Revoked);
@@ -175,24 +199,28 @@ impl Authenticator {
 
     /// The client's address: the peer, or — only when the peer is a trusted proxy — the
     /// last address nginx appended to `X-Forwarded-For`.
-    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
         let peer = peer?;
-        if self.trusted_proxies.contains(&peer) {
-            let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-            if let Some(ip) = forwarded
+        if self.trusted_proxies.contains(&peer)
+            && let Some(ip) = forwarded_for
                 .and_then(|f| f.rsplit(',').next())
                 .and_then(|s| s.trim().parse().ok())
-            {
-                return Some(ip);
-            }
+        {
+            return Some(ip);
         }
         Some(peer)
     }
+
+    /// Whether `peer` is one of the configured proxies (nginx).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.contains(&peer)
+    }
 }
 
-/// The presented token: Bearer, or Basic with id as user and secret as password.
-pub fn presented_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+/// The token in an `Authorization` header value: Bearer, or Basic with id as user and secret
+/// as password.
+pub fn presented_token(authorization: Option<&str>) -> Option<String> {
+    let value = authorization?.trim();
     if let Some(t) = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
@@ -242,82 +270,32 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A verified caller. Extracting it answers 401 for missing, malformed, unknown, revoked or
-/// expired keys (and audits the failure).
+/// A verified caller: its key, where it came from, and the project it asked for.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub key: KeyRecord,
     pub source_ip: Option<String>,
     pub correlation_id: Option<String>,
-    headers_project: Option<String>,
-    audit: AuditSink,
+    /// `X-AuditTrail-Project`, or the project a dashboard session picked.
+    pub requested_project: Option<String>,
+    pub audit: AuditSink,
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let auth = &state.auth;
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let source_ip = auth
-            .client_ip(peer, &parts.headers)
-            .map(|ip| ip.to_string());
-        let correlation_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let result = match presented_token(&parts.headers) {
-            None => Err(AuthError::Missing),
-            Some(token) => auth.verify(&token).await,
-        };
-        match result {
-            Ok(key) => Ok(Principal {
-                key,
-                source_ip,
-                correlation_id,
-                headers_project: parts
-                    .headers
-                    .get(PROJECT_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                audit: auth.audit().clone(),
-            }),
-            Err(AuthError::Unavailable) => Err(ApiError::unavailable(
-                "auth_unavailable",
-                AuthError::Unavailable.to_string(),
-                2,
-            )),
-            Err(err) => {
-                // The route's template, never the raw path: a path may carry personal data.
-                let route = parts
-                    .extensions
-                    .get::<axum::extract::MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_else(|| "unmatched".into());
-                let mut e = AuditEntry::new(
-                    "authentication",
-                    &format!("{} {route}", parts.method),
-                    "failure",
-                );
-                e.source_ip = source_ip;
-                e.correlation_id = correlation_id;
-                e.metadata = serde_json::json!({ "reason": err.to_string() });
-                auth.audit().record(e);
-                metrics::counter!("audittrail_auth_failures_total").increment(1);
-                let mut api =
-                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string());
-                api.www_authenticate = true;
-                Err(api)
-            }
-        }
-    }
+/// Why a verified key may not do what it asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// 403: the message names the permission.
+    #[error("this API key lacks the permission `{}`", .0.as_str())]
+    MissingPermission(Permission),
+    /// 400: a key with several projects must name one.
+    #[error("this key is scoped to several projects: name one in the X-AuditTrail-Project header")]
+    ProjectRequired,
+    /// 400: the named project is not a valid id.
+    #[error("X-AuditTrail-Project: 1-64 letters, digits, `-`, `_` or `.`")]
+    InvalidProject,
+    /// 404: outside the key's projects (indistinguishable from a missing project).
+    #[error("no such project")]
+    OutOfScope,
 }
 
 impl Principal {
@@ -338,46 +316,36 @@ impl Principal {
         (!self.all_projects()).then(|| self.key.projects.clone())
     }
 
-    /// Checks `permission` and resolves the project the request acts on. Denials are audited:
-    /// 403 names the missing permission; a project outside the scope is 404.
-    pub fn authorize(&self, permission: Permission, operation: &str) -> Result<String, ApiError> {
+    /// Checks `permission` and resolves the project the request acts on. Denials of a
+    /// permission or a project are audited.
+    pub fn authorize(&self, permission: Permission, operation: &str) -> Result<String, Denied> {
         if !self.may(permission) {
             self.deny(
                 operation,
                 None,
                 &format!("missing permission {}", permission.as_str()),
             );
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "this API key lacks the permission `{}`",
-                    permission.as_str()
-                ),
-            ));
+            return Err(Denied::MissingPermission(permission));
         }
-        let project = match (&self.headers_project, self.key.projects.as_slice()) {
+        let project = match (&self.requested_project, self.key.projects.as_slice()) {
             (Some(p), _) => p.trim().to_owned(),
             (None, [only]) if only != "*" => only.clone(),
-            (None, _) if self.all_projects() => crate::ingest::http::DEFAULT_PROJECT.to_owned(),
-            (None, _) => {
-                return Err(ApiError::bad_request(
-                    "project_required",
-                    "this key is scoped to several projects: name one in the X-AuditTrail-Project header",
-                ));
-            }
+            (None, _) if self.all_projects() => DEFAULT_PROJECT.to_owned(),
+            (None, _) => return Err(Denied::ProjectRequired),
         };
         if !permission::valid_project_id(&project) {
-            return Err(ApiError::bad_request(
-                "invalid_project",
-                "X-AuditTrail-Project: 1-64 letters, digits, `-`, `_` or `.`",
-            ));
+            return Err(Denied::InvalidProject);
         }
         if !self.in_scope(&project) {
             self.deny(operation, Some(&project), "project outside the key's scope");
-            return Err(ApiError::not_found("no such project"));
+            return Err(Denied::OutOfScope);
         }
         Ok(project)
+    }
+
+    /// The projects this key may pick, `*` meaning any.
+    pub fn projects(&self) -> &[String] {
+        &self.key.projects
     }
 
     fn deny(&self, operation: &str, project: Option<&str>, reason: &str) {
@@ -408,13 +376,16 @@ mod tests {
 
     #[test]
     fn basic_auth_maps_to_a_token() {
-        let mut h = HeaderMap::new();
         // "abc:def" in base64.
-        h.insert(header::AUTHORIZATION, "Basic YWJjOmRlZg==".parse().unwrap());
-        assert_eq!(presented_token(&h).as_deref(), Some("sk-at-abc_def"));
-        h.insert(header::AUTHORIZATION, "Bearer sk-at-x_y".parse().unwrap());
-        assert_eq!(presented_token(&h).as_deref(), Some("sk-at-x_y"));
-        h.insert(header::AUTHORIZATION, "Digest nope".parse().unwrap());
-        assert_eq!(presented_token(&h), None);
+        assert_eq!(
+            presented_token(Some("Basic YWJjOmRlZg==")).as_deref(),
+            Some("sk-at-abc_def")
+        );
+        assert_eq!(
+            presented_token(Some("Bearer sk-at-x_y")).as_deref(),
+            Some("sk-at-x_y")
+        );
+        assert_eq!(presented_token(Some("Digest nope")), None);
+        assert_eq!(presented_token(None), None);
     }
 }

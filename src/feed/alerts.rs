@@ -1,8 +1,8 @@
 //! Webhook alerts for violations, off the ingest path.
 //!
-//! The writer hands committed violations at or above `AUDITTRAIL_ALERT_MIN_SEVERITY` to a
-//! bounded queue (`try_send`: a full queue drops the alert and counts it, it never waits). One
-//! task posts each alert to every `AUDITTRAIL_ALERT_WEBHOOK_URLS` entry as Slack-compatible
+//! A subscriber of the writer's committed groups takes the violations at or above
+//! `AUDITTRAIL_ALERT_MIN_SEVERITY` into a bounded queue (`try_send`: a full queue drops the
+//! alert and counts it, it never waits). One task posts each alert to every `AUDITTRAIL_ALERT_WEBHOOK_URLS` entry as Slack-compatible
 //! JSON (`{"text": …}` plus the structured violation), with a 5 s timeout and up to 4 attempts
 //! (backoff 0.5 s, 1 s, 2 s). A dead webhook therefore costs the alert task time, never ingest.
 
@@ -41,6 +41,29 @@ impl AlertSink {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(deliver(urls, rx));
         AlertSink { tx: Some(tx), min }
+    }
+
+    /// Alerts on the violations of every group `writer` commits from now on.
+    pub fn subscribe(self, writer: &crate::store::WriterHandle) {
+        if self.tx.is_none() {
+            return;
+        }
+        let mut committed = writer.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match committed.recv().await {
+                    Ok(group) => {
+                        for (project, v) in &group.violations {
+                            self.offer(project, v);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        metrics::counter!("audittrail_alerts_dropped_total").increment(n);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     pub fn offer(&self, project: &str, v: &ViolationRow) {

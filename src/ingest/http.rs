@@ -15,9 +15,6 @@ use crate::store::AppendError;
 use crate::web::AppState;
 use crate::web::error::ApiError;
 
-/// The project of keys scoped to every project (`*`) when the request names none.
-pub const DEFAULT_PROJECT: &str = "default";
-
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/traces", post(post_traces))
 }
@@ -33,7 +30,7 @@ async fn post_traces(
     drop(bytes);
     let ingested = state
         .pipeline
-        .ingest(&state.writer, &project, body, "http")
+        .ingest(&state.appender, &project, body, "http")
         .await
         .map_err(ingest_error)?;
     Ok((StatusCode::ACCEPTED, Json(ingest_reply(ingested))).into_response())
@@ -73,5 +70,10 @@ pub fn ingest_error(e: IngestError) -> ApiError {
             ApiError::unavailable("shutting_down", "the server is shutting down", 5)
         }
         IngestError::Append(AppendError::Store(cause)) => ApiError::internal(cause),
+        IngestError::Append(AppendError::Standby) => ApiError::unavailable(
+            "standby",
+            "this server is a standby (another one writes the log); retry, or send to the writer",
+            2,
+        ),
     }
 }

@@ -48,7 +48,7 @@ pub fn langfuse_router() -> Router<AppState> {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Wire {
+pub(crate) enum Wire {
     Protobuf,
     Json,
 }
@@ -84,7 +84,7 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// Decompresses gzip, stopping as soon as the output would pass `limit`.
-fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
         .take(limit as u64 + 1)
@@ -144,7 +144,7 @@ fn lenient_enums(v: &mut Value) {
     }
 }
 
-fn decode(bytes: &[u8], wire: Wire) -> Result<ExportTraceServiceRequest, ApiError> {
+pub(crate) fn decode(bytes: &[u8], wire: Wire) -> Result<ExportTraceServiceRequest, ApiError> {
     match wire {
         Wire::Protobuf => ExportTraceServiceRequest::decode(bytes).map_err(|e| {
             ApiError::bad_request(
@@ -235,7 +235,7 @@ async fn export(
     if !events.is_empty() {
         state
             .pipeline
-            .ingest_events(&state.writer, &project, events, "otlp")
+            .ingest_events(&state.appender, &project, events, "otlp")
             .await
             .map_err(ingest_error)?;
     }

@@ -141,7 +141,7 @@ async fn handle(state: &AppState, project: &str, text: &str) -> Value {
     }
     match state
         .pipeline
-        .ingest(&state.writer, project, body, "ws")
+        .ingest(&state.appender, project, body, "ws")
         .await
     {
         Ok(ingested) => {

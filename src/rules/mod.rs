@@ -25,7 +25,7 @@ mod context;
 mod engine;
 mod fixtures;
 pub mod live;
-mod reads;
+pub(crate) mod reads;
 mod ruleset;
 mod sources;
 

@@ -124,7 +124,7 @@ fn lex(src: &str) -> Option<(Ranges, Ranges)> {
 /// Fields read from each of `params` in `src`, sorted and deduplicated; `None` = the whole
 /// value. Comments and literal text are skipped (see [`lex`]); `${…}` code in templates is
 /// not. The source is lexed once for all the parameters.
-pub(super) fn fields_read<const N: usize>(
+pub(crate) fn fields_read<const N: usize>(
     src: &str,
     params: [&str; N],
 ) -> [Option<Vec<String>>; N] {

@@ -6,16 +6,18 @@
 //! entry breaks the chain at a named id. The writer anchors the audit chain's head in the event
 //! chain with `audit_checkpoint` records (see [`AuditAnchor`]), which is what detects entries cut
 //! off the tail. Entries are appended inside the caller's transaction, which must hold the
-//! database's write lock (SQLite `BEGIN IMMEDIATE`), so two writers never fork the chain.
+//! audit chain's lock ([`lock`]: SQLite's write lock via `BEGIN IMMEDIATE`, a transaction-level
+//! advisory lock on Postgres), so two writers never fork the chain.
 
-use futures_util::TryStreamExt;
+use sea_query::{Expr, ExprTrait, Order, Query};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::StoreError;
 use super::chain::{self, ChainKey, Hash};
+use super::db::{Exec, Row};
+use super::schema::AuditLog;
+use super::{Store, StoreError};
 use crate::auth::audit::AuditEntry;
 
 /// The audit chain's head: the last chained entry's id and link (id 0 and the genesis link
@@ -67,20 +69,40 @@ fn digest(id: i64, e: &AuditEntry) -> Hash {
     h.finalize().into()
 }
 
+/// Serialises appends to the audit chain across processes for the rest of the transaction
+/// (a no-op on SQLite, whose `BEGIN IMMEDIATE` already holds the database's write lock).
+pub async fn lock(conn: &mut Exec<'_>) -> Result<(), StoreError> {
+    if conn.backend() == super::Backend::Postgres {
+        conn.execute_plain("SELECT pg_advisory_xact_lock(7243301)")
+            .await?;
+    }
+    Ok(())
+}
+
 /// The current head of the audit chain, read inside the caller's transaction.
-pub async fn head(conn: &mut SqliteConnection) -> Result<AuditHead, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, link FROM audit_log WHERE link IS NOT NULL ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let legacy_max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit_log")
-        .fetch_one(&mut *conn)
-        .await?;
+pub async fn head(conn: &mut Exec<'_>) -> Result<AuditHead, StoreError> {
+    let q = Query::select()
+        .columns([AuditLog::Id, AuditLog::Link])
+        .from(AuditLog::Table)
+        .and_where(Expr::col(AuditLog::Link).is_not_null())
+        .order_by(AuditLog::Id, Order::Desc)
+        .limit(1)
+        .to_owned();
+    let row = conn.fetch_optional(&q).await?;
+    let legacy = Query::select()
+        .expr(Expr::col(AuditLog::Id).max())
+        .from(AuditLog::Table)
+        .to_owned();
+    let legacy_max = conn
+        .fetch_optional(&legacy)
+        .await?
+        .map(|r| r.first_int())
+        .transpose()?
+        .flatten();
     Ok(match row {
         Some(row) => {
-            let id: i64 = row.try_get("id")?;
-            let link: String = row.try_get("link")?;
+            let id = row.int("id")?;
+            let link = row.text("link")?;
             AuditHead {
                 id,
                 link: chain::from_hex(&link).ok_or(StoreError::Corrupt {
@@ -100,37 +122,87 @@ pub async fn head(conn: &mut SqliteConnection) -> Result<AuditHead, StoreError> 
 /// Appends `entries` to the audit chain; returns the new head. Run it inside a transaction that
 /// holds the write lock.
 pub async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     key: &ChainKey,
     entries: &[AuditEntry],
 ) -> Result<AuditHead, StoreError> {
+    lock(conn).await?;
     let mut head = head(conn).await?;
-    for e in entries {
-        let id = head.id + 1;
-        let d = digest(id, e);
-        let link = key.audit_link(&head.link, id, &d);
-        sqlx::query(
-            "INSERT INTO audit_log (id, timestamp, event_type, principal, project, resource, operation, result, correlation_id, source_ip, metadata, digest, link) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(&e.timestamp)
-        .bind(&e.event_type)
-        .bind(&e.principal)
-        .bind(&e.project)
-        .bind(&e.resource)
-        .bind(&e.operation)
-        .bind(&e.result)
-        .bind(&e.correlation_id)
-        .bind(&e.source_ip)
-        .bind(e.metadata.to_string())
-        .bind(chain::to_hex(&d))
-        .bind(chain::to_hex(&link))
-        .execute(&mut *conn)
-        .await?;
-        head = AuditHead { id, link };
+    for chunk in entries.chunks(200) {
+        let mut q = Query::insert();
+        q.into_table(AuditLog::Table).columns([
+            AuditLog::Id,
+            AuditLog::Timestamp,
+            AuditLog::EventType,
+            AuditLog::Principal,
+            AuditLog::Project,
+            AuditLog::Resource,
+            AuditLog::Operation,
+            AuditLog::Result,
+            AuditLog::CorrelationId,
+            AuditLog::SourceIp,
+            AuditLog::Metadata,
+            AuditLog::Digest,
+            AuditLog::Link,
+        ]);
+        for e in chunk {
+            // Stored exactly as hashed: the digest covers this very text.
+            let e = storable_entry(e);
+            let id = head.id + 1;
+            let d = digest(id, &e);
+            let link = key.audit_link(&head.link, id, &d);
+            q.values_panic([
+                id.into(),
+                e.timestamp.clone().into(),
+                e.event_type.clone().into(),
+                e.principal.clone().into(),
+                e.project.clone().into(),
+                e.resource.clone().into(),
+                e.operation.clone().into(),
+                e.result.clone().into(),
+                e.correlation_id.clone().into(),
+                e.source_ip.clone().into(),
+                e.metadata.to_string().into(),
+                chain::to_hex(&d).into(),
+                chain::to_hex(&link).into(),
+            ]);
+            head = AuditHead { id, link };
+        }
+        conn.execute(&q).await?;
     }
     Ok(head)
+}
+
+/// The entry as it can be stored on both backends (no NUL in text columns).
+fn storable_entry(e: &AuditEntry) -> AuditEntry {
+    let text = |s: &str| super::db::storable(s).into_owned();
+    let opt = |s: &Option<String>| s.as_deref().map(text);
+    AuditEntry {
+        timestamp: text(&e.timestamp),
+        event_type: text(&e.event_type),
+        principal: opt(&e.principal),
+        project: opt(&e.project),
+        resource: opt(&e.resource),
+        operation: text(&e.operation),
+        result: text(&e.result),
+        correlation_id: opt(&e.correlation_id),
+        source_ip: opt(&e.source_ip),
+        metadata: e.metadata.clone(),
+    }
+}
+
+/// Appends `entries` in a transaction of their own (the CLI's key commands).
+pub async fn append_now(
+    store: &Store,
+    key: &ChainKey,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    let mut conn = store.write_connection().await?;
+    let mut tx = conn.begin_write().await?;
+    append(&mut tx.exec(), key, entries).await?;
+    tx.commit().await?;
+    conn.close().await;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,29 +216,36 @@ pub struct AuditFilter {
 
 /// Newest first; the cursor is the last entry's id.
 pub async fn list(
-    pool: &SqlitePool,
+    store: &Store,
     f: &AuditFilter,
     before_id: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<Value>, Option<i64>), StoreError> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_log WHERE (?1 IS NULL OR event_type = ?1) AND (?2 IS NULL OR principal = ?2) \
-         AND (?3 IS NULL OR result = ?3) AND (?4 IS NULL OR id < ?4) \
-         AND (?6 IS NULL OR project IN (SELECT value FROM json_each(?6))) ORDER BY id DESC LIMIT ?5",
-    )
-    .bind(&f.event_type)
-    .bind(&f.principal)
-    .bind(&f.result)
-    .bind(before_id)
-    .bind(limit + 1)
-    // The key's projects as a JSON list, so the scope is applied before the LIMIT.
-    .bind(f.projects.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()))
-    .fetch_all(pool)
-    .await?;
+    let mut q = Query::select();
+    q.columns(ENTRY_COLUMNS).from(AuditLog::Table);
+    if let Some(t) = &f.event_type {
+        q.and_where(Expr::col(AuditLog::EventType).eq(t.as_str()));
+    }
+    if let Some(p) = &f.principal {
+        q.and_where(Expr::col(AuditLog::Principal).eq(p.as_str()));
+    }
+    if let Some(r) = &f.result {
+        q.and_where(Expr::col(AuditLog::Result).eq(r.as_str()));
+    }
+    if let Some(id) = before_id {
+        q.and_where(Expr::col(AuditLog::Id).lt(id));
+    }
+    // The key's projects, so the scope is applied before the LIMIT.
+    if let Some(projects) = &f.projects {
+        q.and_where(Expr::col(AuditLog::Project).is_in(projects.iter().map(String::as_str)));
+    }
+    q.order_by(AuditLog::Id, Order::Desc)
+        .limit(u64::try_from(limit).unwrap_or(0) + 1);
+    let rows = store.readers().fetch_all(&q).await?;
     let mut out = Vec::new();
     let mut last = None;
-    for r in rows.iter().take(limit.max(0) as usize) {
-        let id: i64 = r.try_get("id")?;
+    for r in rows.iter().take(usize::try_from(limit).unwrap_or(0)) {
+        let id = r.int("id")?;
         last = Some(id);
         out.push(entry_json(r)?);
     }
@@ -178,26 +257,42 @@ pub async fn list(
     Ok((out, next))
 }
 
-fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, sqlx::Error> {
-    let metadata: String = r.try_get("metadata")?;
+const ENTRY_COLUMNS: [AuditLog; 13] = [
+    AuditLog::Id,
+    AuditLog::Timestamp,
+    AuditLog::EventType,
+    AuditLog::Principal,
+    AuditLog::Project,
+    AuditLog::Resource,
+    AuditLog::Operation,
+    AuditLog::Result,
+    AuditLog::CorrelationId,
+    AuditLog::SourceIp,
+    AuditLog::Metadata,
+    AuditLog::Digest,
+    AuditLog::Link,
+];
+
+fn entry_from_row(r: &Row) -> Result<AuditEntry, StoreError> {
+    let metadata = r.text("metadata")?;
     Ok(AuditEntry {
-        timestamp: r.try_get("timestamp")?,
-        event_type: r.try_get("event_type")?,
-        principal: r.try_get("principal")?,
-        project: r.try_get("project")?,
-        resource: r.try_get("resource")?,
-        operation: r.try_get("operation")?,
-        result: r.try_get("result")?,
-        correlation_id: r.try_get("correlation_id")?,
-        source_ip: r.try_get("source_ip")?,
+        timestamp: r.text("timestamp")?,
+        event_type: r.text("event_type")?,
+        principal: r.opt_text("principal")?,
+        project: r.opt_text("project")?,
+        resource: r.opt_text("resource")?,
+        operation: r.text("operation")?,
+        result: r.text("result")?,
+        correlation_id: r.opt_text("correlation_id")?,
+        source_ip: r.opt_text("source_ip")?,
         // Stored as the text of a JSON value; a non-JSON text is kept as a string so that its
         // digest (over the text) is still what is checked.
         metadata: serde_json::from_str(&metadata).unwrap_or(Value::String(metadata)),
     })
 }
 
-fn entry_json(r: &sqlx::sqlite::SqliteRow) -> Result<Value, sqlx::Error> {
-    let id: i64 = r.try_get("id")?;
+fn entry_json(r: &Row) -> Result<Value, StoreError> {
+    let id = r.int("id")?;
     let mut v = serde_json::to_value(entry_from_row(r)?).unwrap_or(Value::Null);
     v["id"] = id.into();
     Ok(v)
@@ -228,6 +323,9 @@ pub enum AuditFault {
     CheckpointMismatch { audit_id: i64, seq: i64 },
 }
 
+/// Entries read per query while verifying.
+const VERIFY_PAGE: u64 = 5_000;
+
 /// What verifying the audit chain found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditReport {
@@ -243,7 +341,7 @@ pub struct AuditReport {
 /// `(event seq, anchor)`, from records that verified). Runs inside the caller's read
 /// transaction, so it sees the same snapshot as the event walk.
 pub async fn verify(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     key: &ChainKey,
     anchors: &[(i64, AuditAnchor)],
 ) -> Result<Result<AuditReport, AuditFault>, StoreError> {
@@ -255,46 +353,61 @@ pub async fn verify(
         .iter()
         .map(|(_, a)| (a.audit_id, chain::GENESIS))
         .collect();
-    let mut rows = sqlx::query("SELECT * FROM audit_log ORDER BY id").fetch(&mut *conn);
-    while let Some(row) = rows.try_next().await? {
-        let id: i64 = row.try_get("id")?;
-        let digest_hex: Option<String> = row.try_get("digest")?;
-        let link_hex: Option<String> = row.try_get("link")?;
-        let (Some(digest_hex), Some(link_hex)) = (digest_hex, link_hex) else {
-            if chained_from.is_some() {
-                return Ok(Err(AuditFault::Unlinked { id }));
+    let mut after = i64::MIN;
+    loop {
+        let page = conn
+            .fetch_all(
+                &Query::select()
+                    .columns(ENTRY_COLUMNS)
+                    .from(AuditLog::Table)
+                    .and_where(Expr::col(AuditLog::Id).gt(after))
+                    .order_by(AuditLog::Id, Order::Asc)
+                    .limit(VERIFY_PAGE)
+                    .to_owned(),
+            )
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.int("id")?;
+        for row in page {
+            let id = row.int("id")?;
+            let digest_hex = row.opt_text("digest")?;
+            let link_hex = row.opt_text("link")?;
+            let (Some(digest_hex), Some(link_hex)) = (digest_hex, link_hex) else {
+                if chained_from.is_some() {
+                    return Ok(Err(AuditFault::Unlinked { id }));
+                }
+                report.legacy += 1;
+                last_id = Some(id);
+                continue;
+            };
+            if let Some(prev_id) = last_id
+                && chained_from.is_some()
+                && id != prev_id + 1
+            {
+                return Ok(Err(AuditFault::Missing {
+                    from: prev_id + 1,
+                    to: id - 1,
+                }));
             }
-            report.legacy += 1;
+            if chained_from.is_none() {
+                chained_from = Some(id);
+            }
+            let entry = entry_from_row(&row)?;
+            let stored_digest = chain::from_hex(&digest_hex);
+            if stored_digest != Some(digest(id, &entry)) {
+                return Ok(Err(AuditFault::Edited { id }));
+            }
+            let link = key.audit_link(&prev, id, &digest(id, &entry));
+            if chain::from_hex(&link_hex) != Some(link) {
+                return Ok(Err(AuditFault::BrokenLink { id }));
+            }
+            if let Some(slot) = links.get_mut(&id) {
+                *slot = link;
+            }
+            prev = link;
             last_id = Some(id);
-            continue;
-        };
-        if let Some(prev_id) = last_id
-            && chained_from.is_some()
-            && id != prev_id + 1
-        {
-            return Ok(Err(AuditFault::Missing {
-                from: prev_id + 1,
-                to: id - 1,
-            }));
+            report.chained += 1;
         }
-        if chained_from.is_none() {
-            chained_from = Some(id);
-        }
-        let entry = entry_from_row(&row)?;
-        let stored_digest = chain::from_hex(&digest_hex);
-        if stored_digest != Some(digest(id, &entry)) {
-            return Ok(Err(AuditFault::Edited { id }));
-        }
-        let link = key.audit_link(&prev, id, &digest(id, &entry));
-        if chain::from_hex(&link_hex) != Some(link) {
-            return Ok(Err(AuditFault::BrokenLink { id }));
-        }
-        if let Some(slot) = links.get_mut(&id) {
-            *slot = link;
-        }
-        prev = link;
-        last_id = Some(id);
-        report.chained += 1;
     }
     let tail = last_id.unwrap_or(0);
     for (seq, anchor) in anchors {

@@ -6,10 +6,12 @@
 //! the checkpoint so the gap stays visible to `verify` instead of being papered over by new
 //! records linked to the truncated tail.
 
-use sqlx::{Row, SqliteConnection};
+use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 
 use super::StoreError;
 use super::chain::{self, ChainKey, Hash, StateTag};
+use super::db::Exec;
+use super::schema::{ChainBase, ChainHead, Events};
 
 /// Position and link of the last record (or of the base, or genesis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,43 +27,59 @@ fn parse_link(seq: i64, link: &str) -> Result<Hash, StoreError> {
     })
 }
 
-async fn tagged_row(
-    conn: &mut SqliteConnection,
-    sql: &'static str,
+/// The `(seq, link)` row of `chain_base` or `chain_head`, and whether its tag is authentic.
+pub async fn tagged_row(
+    conn: &mut Exec<'_>,
     what: StateTag,
     key: &ChainKey,
 ) -> Result<Option<(Head, bool)>, StoreError> {
-    let Some(row) = sqlx::query(sql).fetch_optional(&mut *conn).await? else {
+    let q = match what {
+        StateTag::Base => Query::select()
+            .columns([ChainBase::Seq, ChainBase::Link, ChainBase::Tag])
+            .from(ChainBase::Table)
+            .and_where(Expr::col(ChainBase::Id).eq(1))
+            .to_owned(),
+        StateTag::Head => Query::select()
+            .columns([ChainHead::Seq, ChainHead::Link, ChainHead::Tag])
+            .from(ChainHead::Table)
+            .and_where(Expr::col(ChainHead::Id).eq(1))
+            .to_owned(),
+    };
+    let Some(row) = conn.fetch_optional(&q).await? else {
         return Ok(None);
     };
-    let seq: i64 = row.try_get("seq")?;
-    let link = parse_link(seq, &row.try_get::<String, _>("link")?)?;
-    let tag: Option<String> = row.try_get("tag")?;
+    let seq = row.int("seq")?;
+    let Some(link) = chain::from_hex(&row.text("link")?) else {
+        return Ok(Some((
+            Head {
+                seq,
+                link: chain::GENESIS,
+            },
+            false,
+        )));
+    };
+    let tag = row.opt_text("tag")?;
     let authentic = tag.and_then(|t| chain::from_hex(&t)) == Some(key.state_tag(what, seq, &link));
     Ok(Some((Head { seq, link }, authentic)))
 }
 
 /// Where the writer continues appending.
-pub async fn load_head(conn: &mut SqliteConnection, key: &ChainKey) -> Result<Head, StoreError> {
-    let last = sqlx::query("SELECT seq, link FROM events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let tail = match last {
+pub async fn load_head(conn: &mut Exec<'_>, key: &ChainKey) -> Result<Head, StoreError> {
+    let q = Query::select()
+        .columns([Events::Seq, Events::Link])
+        .from(Events::Table)
+        .order_by(Events::Seq, Order::Desc)
+        .limit(1)
+        .to_owned();
+    let tail = match conn.fetch_optional(&q).await? {
         Some(row) => {
-            let seq: i64 = row.try_get("seq")?;
+            let seq = row.int("seq")?;
             Head {
                 seq,
-                link: parse_link(seq, &row.try_get::<String, _>("link")?)?,
+                link: parse_link(seq, &row.text("link")?)?,
             }
         }
-        None => match tagged_row(
-            conn,
-            "SELECT seq, link, tag FROM chain_base WHERE id = 1",
-            StateTag::Base,
-            key,
-        )
-        .await?
-        {
+        None => match tagged_row(conn, StateTag::Base, key).await? {
             Some((base, _)) => base,
             None => Head {
                 seq: 0,
@@ -69,14 +87,7 @@ pub async fn load_head(conn: &mut SqliteConnection, key: &ChainKey) -> Result<He
             },
         },
     };
-    match tagged_row(
-        conn,
-        "SELECT seq, link, tag FROM chain_head WHERE id = 1",
-        StateTag::Head,
-        key,
-    )
-    .await?
-    {
+    match tagged_row(conn, StateTag::Head, key).await? {
         Some((head, true)) if head.seq > tail.seq => {
             tracing::error!(
                 log_ends_at = tail.seq,
@@ -99,39 +110,63 @@ pub async fn load_head(conn: &mut SqliteConnection, key: &ChainKey) -> Result<He
 /// Records `head` as the authenticated head checkpoint; call it inside every transaction that
 /// appends records.
 pub async fn write_head(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     key: &ChainKey,
     head: &Head,
 ) -> Result<(), StoreError> {
     let tag = key.state_tag(StateTag::Head, head.seq, &head.link);
-    sqlx::query(
-        "INSERT INTO chain_head (id, seq, link, tag) VALUES (1, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, link = excluded.link, tag = excluded.tag",
-    )
-    .bind(head.seq)
-    .bind(chain::to_hex(&head.link))
-    .bind(chain::to_hex(&tag))
-    .execute(&mut *conn)
-    .await?;
+    let q = Query::insert()
+        .into_table(ChainHead::Table)
+        .columns([
+            ChainHead::Id,
+            ChainHead::Seq,
+            ChainHead::Link,
+            ChainHead::Tag,
+        ])
+        .values_panic([
+            1i64.into(),
+            head.seq.into(),
+            chain::to_hex(&head.link).into(),
+            chain::to_hex(&tag).into(),
+        ])
+        .on_conflict(
+            OnConflict::column(ChainHead::Id)
+                .update_columns([ChainHead::Seq, ChainHead::Link, ChainHead::Tag])
+                .to_owned(),
+        )
+        .to_owned();
+    conn.execute(&q).await?;
     Ok(())
 }
 
 /// Records the chain's base (the last link before the first kept record), authenticated.
 /// Retention sweeps call it in the transaction that removes the prefix.
 pub async fn write_base(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     key: &ChainKey,
     base: &Head,
 ) -> Result<(), StoreError> {
     let tag = key.state_tag(StateTag::Base, base.seq, &base.link);
-    sqlx::query(
-        "INSERT INTO chain_base (id, seq, link, tag) VALUES (1, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, link = excluded.link, tag = excluded.tag",
-    )
-    .bind(base.seq)
-    .bind(chain::to_hex(&base.link))
-    .bind(chain::to_hex(&tag))
-    .execute(&mut *conn)
-    .await?;
+    let q = Query::insert()
+        .into_table(ChainBase::Table)
+        .columns([
+            ChainBase::Id,
+            ChainBase::Seq,
+            ChainBase::Link,
+            ChainBase::Tag,
+        ])
+        .values_panic([
+            1i64.into(),
+            base.seq.into(),
+            chain::to_hex(&base.link).into(),
+            chain::to_hex(&tag).into(),
+        ])
+        .on_conflict(
+            OnConflict::column(ChainBase::Id)
+                .update_columns([ChainBase::Seq, ChainBase::Link, ChainBase::Tag])
+                .to_owned(),
+        )
+        .to_owned();
+    conn.execute(&q).await?;
     Ok(())
 }

@@ -8,19 +8,18 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sea_query::{Expr, ExprTrait, Order, Query, SqliteQueryBuilder};
-use sea_query_sqlx::SqlxBinder;
+use sea_query::{Expr, ExprTrait, Order, Query};
 use serde_json::Value;
-use sqlx::{Row, SqliteConnection};
 
 use super::StoreError;
-use super::schema::{Events, RecordType};
+use super::db::{Exec, Raw};
+use super::schema::{Events, RecordType, SYSTEM_PROJECT};
 
 /// The totals of each of `ids` (values of `column` in `project`), folded from its stored spans
 /// in log order — only those before position `before_seq` when given; an id with no stored
 /// span gets empty totals.
 pub async fn rebuild<'i, T: Default>(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     project: &str,
     column: Events,
     ids: &BTreeSet<&'i str>,
@@ -40,7 +39,7 @@ pub async fn rebuild<'i, T: Default>(
 /// The stored span bodies of `project` whose `column` is one of `ids`, in log order, with the
 /// id each belongs to.
 async fn stored_bodies(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     project: &str,
     column: Events,
     ids: &BTreeSet<&str>,
@@ -59,21 +58,41 @@ async fn stored_bodies(
         if let Some(seq) = before_seq {
             q.and_where(Expr::col(Events::Seq).lt(seq));
         }
-        let (sql, values) = q
-            .order_by(Events::Seq, Order::Asc)
-            .build_sqlx(SqliteQueryBuilder);
-        for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            let id: String = row.try_get(0)?;
-            let body: String = row.try_get(1)?;
-            if let Ok(v) = serde_json::from_str::<Value>(&body) {
+        q.order_by(Events::Seq, Order::Asc);
+        let id_column = match column {
+            Events::SessionId => "session_id",
+            Events::Agent => "agent",
+            _ => "trace_id",
+        };
+        for row in conn.fetch_all(&q).await? {
+            let id = row.text(id_column)?;
+            if let Ok(v) = serde_json::from_str::<Value>(&row.text("body")?) {
                 out.push((id, v));
             }
         }
     }
     Ok(out)
+}
+
+/// Which of `ids` (client-chosen event ids of `project`) the log already holds.
+pub async fn existing_event_ids(
+    conn: &mut Exec<'_>,
+    project: &str,
+    ids: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(500) {
+        let q = Query::select()
+            .column(Events::EventId)
+            .from(Events::Table)
+            .and_where(Expr::col(Events::Project).eq(project))
+            .and_where(Expr::col(Events::EventId).is_in(chunk.iter().copied()))
+            .to_owned();
+        for row in conn.fetch_all(&q).await? {
+            found.push(row.text("event_id")?);
+        }
+    }
+    Ok(found)
 }
 
 /// One record of a project's history, as ablation reads it.
@@ -87,68 +106,78 @@ pub struct HistoryRecord {
 }
 
 /// The log's last position now (ablation stops there, so a job has a fixed end).
-pub async fn head_seq(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
-        .fetch_one(&mut *conn)
+pub async fn head_seq(conn: &mut Exec<'_>) -> Result<i64, StoreError> {
+    let row = conn
+        .fetch_optional(&Raw::new("SELECT MAX(seq) FROM events", []))
         .await?;
-    Ok(seq.unwrap_or(0))
+    Ok(row
+        .map(|r| r.first_int())
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
 }
 
 /// Every project that has records (tenant projects only).
-pub async fn projects(conn: &mut SqliteConnection) -> Result<Vec<String>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT project FROM events WHERE project <> ?1 ORDER BY project",
-    )
-    .bind(super::schema::SYSTEM_PROJECT)
-    .fetch_all(&mut *conn)
-    .await?)
+pub async fn projects(conn: &mut Exec<'_>) -> Result<Vec<String>, StoreError> {
+    let rows = conn
+        .fetch_all(&Raw::new(
+            "SELECT DISTINCT project FROM events WHERE project <> ? ORDER BY project",
+            [SYSTEM_PROJECT.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.text("project")).collect()
 }
 
 /// How many span, guard and violation records `project` has up to `until_seq`.
 pub async fn count_project_records(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     project: &str,
     until_seq: i64,
 ) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM events WHERE project = ?1 AND seq <= ?2 \
-         AND record_type IN ('span', 'guard', 'violation')",
-    )
-    .bind(project)
-    .bind(until_seq)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    let row = conn
+        .fetch_optional(&Raw::new(
+            "SELECT COUNT(*) FROM events WHERE project = ? AND seq <= ? \
+             AND record_type IN ('span', 'guard', 'violation')",
+            [project.into(), until_seq.into()],
+        ))
+        .await?;
+    let n = row.map(|r| r.first_int()).transpose()?.flatten();
+    Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
 }
 
 /// The next page of `project`'s span, guard and violation records after `after_seq` and up to
 /// `until_seq`, in log order (index `events_project_seq`).
 pub async fn project_page(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     project: &str,
     after_seq: i64,
     until_seq: i64,
     limit: u64,
 ) -> Result<Vec<HistoryRecord>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT seq, record_type, event_time, body FROM events \
-         WHERE project = ?1 AND seq > ?2 AND seq <= ?3 \
-         AND record_type IN ('span', 'guard', 'violation') ORDER BY seq LIMIT ?4",
-    )
-    .bind(project)
-    .bind(after_seq)
-    .bind(until_seq)
-    .bind(limit as i64)
-    .fetch_all(&mut *conn)
-    .await?;
+    let q = Query::select()
+        .columns([
+            Events::Seq,
+            Events::RecordType,
+            Events::EventTime,
+            Events::Body,
+        ])
+        .from(Events::Table)
+        .and_where(Expr::col(Events::Project).eq(project))
+        .and_where(Expr::col(Events::Seq).gt(after_seq))
+        .and_where(Expr::col(Events::Seq).lte(until_seq))
+        .and_where(Expr::col(Events::RecordType).is_in(["span", "guard", "violation"]))
+        .order_by(Events::Seq, Order::Asc)
+        .limit(limit)
+        .to_owned();
+    let rows = conn.fetch_all(&q).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let seq: i64 = row.try_get("seq")?;
-        let body: Option<String> = row.try_get("body")?;
+        let seq = row.int("seq")?;
+        let body = row.opt_text("body")?;
         out.push(HistoryRecord {
             seq,
-            record_type: row.try_get("record_type")?,
-            event_time: row.try_get("event_time")?,
+            record_type: row.text("record_type")?,
+            event_time: row.opt_text("event_time")?,
             body: match body {
                 Some(b) => Some(super::parse_body(seq, &b)?),
                 None => None,

@@ -6,12 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use sea_query::{Expr, OnConflict, Query, SqliteQueryBuilder};
-use sea_query_sqlx::SqlxBinder;
+use sea_query::{Expr, OnConflict, Query};
 use serde_json::Value;
-use sqlx::SqliteConnection;
 
 use super::StoreError;
+use super::db::{Exec, storable};
 use super::schema::Traces;
 
 /// What one span contributes to its trace's summary.
@@ -125,8 +124,9 @@ impl TraceBatch {
         self.rows.is_empty()
     }
 
-    /// Upserts the batch into `traces`, in chunks that stay under SQLite's bind limit.
-    pub async fn write(self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    /// Upserts the batch into `traces`, in chunks that stay under SQLite's bind limit. The SQL
+    /// is the same on both backends (CASE instead of SQLite's MIN/MAX or Postgres' LEAST/GREATEST).
+    pub async fn write(self, conn: &mut Exec<'_>) -> Result<(), StoreError> {
         let rows: Vec<_> = self.rows.into_iter().collect();
         for chunk in rows.chunks(256) {
             let mut q = Query::insert();
@@ -148,7 +148,7 @@ impl TraceBatch {
                 q.values_panic([
                     project.clone().into(),
                     trace_id.clone().into(),
-                    r.agent.clone().into(),
+                    r.agent.as_deref().map(|a| storable(a).into_owned()).into(),
                     r.session_id.clone().into(),
                     r.start_time.clone().into(),
                     r.end_time.clone().into(),
@@ -165,13 +165,14 @@ impl TraceBatch {
                     .values([
                         (Traces::Agent, Expr::cust("COALESCE(\"traces\".\"agent\", excluded.\"agent\")")),
                         (Traces::SessionId, Expr::cust("COALESCE(\"traces\".\"session_id\", excluded.\"session_id\")")),
-                        (Traces::StartTime, Expr::cust("MIN(\"traces\".\"start_time\", excluded.\"start_time\")")),
+                        (Traces::StartTime, Expr::cust("CASE WHEN excluded.\"start_time\" < \"traces\".\"start_time\" THEN excluded.\"start_time\" ELSE \"traces\".\"start_time\" END")),
                         (
                             Traces::EndTime,
                             Expr::cust(
                                 "CASE WHEN \"traces\".\"end_time\" IS NULL THEN excluded.\"end_time\" \
                                  WHEN excluded.\"end_time\" IS NULL THEN \"traces\".\"end_time\" \
-                                 ELSE MAX(\"traces\".\"end_time\", excluded.\"end_time\") END",
+                                 WHEN excluded.\"end_time\" > \"traces\".\"end_time\" THEN excluded.\"end_time\" \
+                                 ELSE \"traces\".\"end_time\" END",
                             ),
                         ),
                         (Traces::SpanCount, Expr::cust(saturating_sum("span_count"))),
@@ -179,14 +180,11 @@ impl TraceBatch {
                         (Traces::InputTokens, Expr::cust(saturating_sum("input_tokens"))),
                         (Traces::OutputTokens, Expr::cust(saturating_sum("output_tokens"))),
                         (Traces::CostNanos, Expr::cust(saturating_sum("cost_nanos"))),
-                        (Traces::LastSeq, Expr::cust("MAX(\"traces\".\"last_seq\", excluded.\"last_seq\")")),
+                        (Traces::LastSeq, Expr::cust("CASE WHEN excluded.\"last_seq\" > \"traces\".\"last_seq\" THEN excluded.\"last_seq\" ELSE \"traces\".\"last_seq\" END")),
                     ])
                     .to_owned(),
             );
-            let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-                .execute(&mut *conn)
-                .await?;
+            conn.execute(&q).await?;
         }
         Ok(())
     }

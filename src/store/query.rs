@@ -4,17 +4,15 @@
 //! appends and as cheap on page 1,000 as on page 1. The cursor is opaque to clients.
 
 use chrono::{DateTime, Utc};
-use sea_query::{Cond, Expr, ExprTrait, Order, Query, SqliteQueryBuilder};
-use sea_query_sqlx::SqlxBinder;
+use sea_query::{Cond, Expr, ExprTrait, Order, Query};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
 
-use super::StoreError;
 use super::chain::to_hex;
+use super::db::Row;
 use super::projection::nanos_to_cost;
 use super::schema::{Events, Traces};
+use super::{Store, StoreError};
 use crate::event::format_time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,29 +91,29 @@ const SUMMARY_COLUMNS: [Traces; 11] = [
     Traces::LastSeq,
 ];
 
-fn summary(row: &SqliteRow) -> Result<TraceSummary, sqlx::Error> {
-    let error_count: i64 = row.try_get("error_count")?;
-    let input_tokens: i64 = row.try_get("input_tokens")?;
-    let output_tokens: i64 = row.try_get("output_tokens")?;
+fn summary(row: &Row) -> Result<TraceSummary, StoreError> {
+    let error_count = row.int("error_count")?;
+    let input_tokens = row.int("input_tokens")?;
+    let output_tokens = row.int("output_tokens")?;
     Ok(TraceSummary {
-        trace_id: row.try_get("trace_id")?,
-        agent: row.try_get("agent")?,
-        session_id: row.try_get("session_id")?,
-        start_time: row.try_get("start_time")?,
-        end_time: row.try_get("end_time")?,
-        span_count: row.try_get("span_count")?,
+        trace_id: row.text("trace_id")?,
+        agent: row.opt_text("agent")?,
+        session_id: row.opt_text("session_id")?,
+        start_time: row.text("start_time")?,
+        end_time: row.opt_text("end_time")?,
+        span_count: row.int("span_count")?,
         error_count,
         status: if error_count > 0 { "error" } else { "ok" },
         input_tokens,
         output_tokens,
         total_tokens: input_tokens.saturating_add(output_tokens),
-        cost_usd: nanos_to_cost(row.try_get("cost_nanos")?),
+        cost_usd: nanos_to_cost(row.int("cost_nanos")?),
     })
 }
 
 /// One page of trace summaries, newest first, and the cursor of the next page if any.
 pub async fn list_traces(
-    pool: &SqlitePool,
+    store: &Store,
     project: &str,
     filter: &TraceFilter,
     after: Option<&Cursor>,
@@ -160,10 +158,7 @@ pub async fn list_traces(
     q.order_by(Traces::StartTime, Order::Desc)
         .order_by(Traces::TraceId, Order::Desc)
         .limit(limit + 1);
-    let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-        .fetch_all(pool)
-        .await?;
+    let rows = store.readers().fetch_all(&q).await?;
     let mut items = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
     let next = if items.len() as u64 > limit {
         items.truncate(limit as usize);
@@ -180,25 +175,23 @@ pub async fn list_traces(
 /// A trace's summary and its spans ordered by start time (then log order), at most
 /// `max_spans` of them; `None` if the project has no such trace.
 pub async fn get_trace(
-    pool: &SqlitePool,
+    store: &Store,
     project: &str,
     trace_id: &str,
     max_spans: u64,
 ) -> Result<Option<(TraceSummary, Vec<Value>)>, StoreError> {
-    let (sql, values) = Query::select()
+    let q = Query::select()
         .columns(SUMMARY_COLUMNS)
         .from(Traces::Table)
         .and_where(Expr::col(Traces::Project).eq(project))
         .and_where(Expr::col(Traces::TraceId).eq(trace_id))
-        .build_sqlx(SqliteQueryBuilder);
-    let Some(row) = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-        .fetch_optional(pool)
-        .await?
-    else {
+        .to_owned();
+    let mut conn = store.reader().await?;
+    let Some(row) = conn.exec().fetch_optional(&q).await? else {
         return Ok(None);
     };
     let summary = summary(&row)?;
-    let (sql, values) = Query::select()
+    let q = Query::select()
         .columns([Events::Seq, Events::Body])
         .from(Events::Table)
         .and_where(Expr::col(Events::Project).eq(project))
@@ -208,14 +201,12 @@ pub async fn get_trace(
         .order_by(Events::EventTime, Order::Asc)
         .order_by(Events::Seq, Order::Asc)
         .limit(max_spans)
-        .build_sqlx(SqliteQueryBuilder);
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-        .fetch_all(pool)
-        .await?;
+        .to_owned();
+    let rows = conn.exec().fetch_all(&q).await?;
     let mut spans = Vec::with_capacity(rows.len());
     for row in rows {
-        let seq: i64 = row.try_get("seq")?;
-        let body: String = row.try_get("body")?;
+        let seq = row.int("seq")?;
+        let body = row.text("body")?;
         let mut v = super::parse_body(seq, &body)?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("seq".into(), seq.into());

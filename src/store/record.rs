@@ -21,6 +21,8 @@ pub struct PreparedEvent {
     pub(super) record_type: RecordType,
     pub(super) trace_id: String,
     pub(super) session_id: Option<String>,
+    /// The span's agent (and a rule outcome's: its cause's), for erasure by agent.
+    pub(super) agent: Option<String>,
     pub(super) event_time: String,
     pub(super) recorded_at: String,
     /// The stored JSON, also what rules see.
@@ -51,6 +53,7 @@ impl PreparedEvent {
         let (event_id, id_from_client, trace_id) =
             (e.event_id.clone(), e.id_from_client, e.trace_id.clone());
         let session_id = e.session_id.clone();
+        let agent = e.agent.clone();
         let event_time = format_time(&e.start_time);
         let body = event.into_body(project);
         let body_text = serde_json::to_string(&body).expect("a JSON value always serialises");
@@ -73,6 +76,7 @@ impl PreparedEvent {
             record_type,
             trace_id,
             session_id,
+            agent,
             event_time,
             recorded_at: recorded_at.to_owned(),
             body,
@@ -84,7 +88,7 @@ impl PreparedEvent {
 
     /// A record the writer makes itself (an erasure receipt, an audit checkpoint): no trace,
     /// no client id, its body as given.
-    pub(super) fn own(
+    pub(crate) fn own(
         record_type: RecordType,
         project: &str,
         body: Value,
@@ -106,6 +110,7 @@ impl PreparedEvent {
             record_type,
             trace_id: String::new(),
             session_id: None,
+            agent: None,
             event_time: recorded_at.to_owned(),
             recorded_at: recorded_at.to_owned(),
             body,
@@ -125,6 +130,23 @@ impl PreparedEvent {
 
     pub fn is_guard(&self) -> bool {
         self.record_type == RecordType::Guard
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// Whether the client chose the id (only those can repeat).
+    pub fn id_from_client(&self) -> bool {
+        self.id_from_client
     }
 }
 
@@ -193,6 +215,7 @@ impl PreparedEvent {
             record_type,
             trace_id: c.trace_id.clone(),
             session_id: None,
+            agent: c.agent.clone(),
             event_time: c.event_time.clone(),
             recorded_at: c.recorded_at.clone(),
             body,

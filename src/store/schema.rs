@@ -1,4 +1,5 @@
-//! Table and column names for sea-query, matching `migrations/sqlite`.
+//! Table and column names for sea-query, matching `migrations/sqlite` and
+//! `migrations/postgres` (the same names on both), and the kinds of log records.
 
 use sea_query::Iden;
 
@@ -11,6 +12,7 @@ pub enum Events {
     RecordType,
     TraceId,
     SessionId,
+    Agent,
     EventTime,
     RecordedAt,
     Body,
@@ -54,10 +56,6 @@ pub enum AuditLog {
     Link,
 }
 
-/// The project of records that belong to no tenant (audit checkpoints, retention receipts):
-/// `*` is the all-projects scope marker and never a valid project id.
-pub const SYSTEM_PROJECT: &str = "*";
-
 #[derive(Iden, Clone, Copy)]
 pub enum Traces {
     Table,
@@ -74,6 +72,53 @@ pub enum Traces {
     CostNanos,
     LastSeq,
 }
+
+#[derive(Iden, Clone, Copy)]
+pub enum Violations {
+    Table,
+    Seq,
+    Project,
+    ViolationId,
+    Outcome,
+    RuleId,
+    Severity,
+    SeverityRank,
+    Message,
+    EventId,
+    EventSeq,
+    EventKind,
+    TraceId,
+    SpanId,
+    Agent,
+    SessionId,
+    At,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum ApiKeys {
+    Table,
+    Id,
+    Name,
+    SecretHash,
+    Projects,
+    Permissions,
+    CreatedAt,
+    ExpiresAt,
+    RotatedAt,
+    RevokedAt,
+    IsOwner,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum HealthProbe {
+    Table,
+    Id,
+    At,
+}
+
+/// The project of records that belong to no tenant (audit checkpoints, retention receipts):
+/// `*` is the all-projects scope marker and never a valid project id.
+pub const SYSTEM_PROJECT: &str = "*";
 
 /// What a log record is. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,14 +20,16 @@
 
 use std::collections::HashMap;
 
-use futures_util::TryStreamExt;
-use sqlx::{Connection, Row, SqliteConnection};
+use sea_query::{Expr, ExprTrait, Order, Query};
 
 use super::StoreError;
 use super::audit_log::{self, AuditAnchor, AuditFault, AuditReport};
-use super::chain::{self, ChainKey, Hash, RecordContent, StateTag};
+use super::chain::{self, ChainKey, RecordContent, StateTag};
+use super::chain_state;
 use super::checkpoint::Checkpoint;
+use super::db::{Conn, Exec};
 use super::receipt::ErasureReceipt;
+use super::schema::Events;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -98,65 +100,22 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for VerifyError {
-    fn from(e: sqlx::Error) -> Self {
-        VerifyError::Store(e.into())
-    }
-}
-
-/// An authenticated `(seq, link)` row: the chain base or the head checkpoint.
-struct StateRow {
-    seq: i64,
-    link: Hash,
-    authentic: bool,
-}
-
-async fn state_row(
-    conn: &mut SqliteConnection,
-    table: &str,
-    what: StateTag,
-    key: &ChainKey,
-) -> Result<Option<StateRow>, VerifyError> {
-    let sql = format!("SELECT seq, link, tag FROM {table} WHERE id = 1");
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let seq: i64 = row.try_get("seq")?;
-    let link = chain::from_hex(&row.try_get::<String, _>("link")?);
-    let tag = row
-        .try_get::<Option<String>, _>("tag")?
-        .and_then(|t| chain::from_hex(&t));
-    let Some(link) = link else {
-        return Ok(Some(StateRow {
-            seq,
-            link: chain::GENESIS,
-            authentic: false,
-        }));
-    };
-    let authentic = tag == Some(key.state_tag(what, seq, &link));
-    Ok(Some(StateRow {
-        seq,
-        link,
-        authentic,
-    }))
-}
+/// Records read per query while verifying.
+const PAGE: u64 = 5_000;
 
 /// Positions covered by erasure receipts: position → the receipt's own position.
-async fn erasure_cover(
-    conn: &mut SqliteConnection,
-) -> Result<(HashMap<i64, i64>, u64), VerifyError> {
+async fn erasure_cover(conn: &mut Exec<'_>) -> Result<(HashMap<i64, i64>, u64), VerifyError> {
     let mut cover = HashMap::new();
     let mut receipts = 0;
-    let rows =
-        sqlx::query("SELECT seq, body FROM events WHERE record_type = 'erasure' ORDER BY seq")
-            .fetch_all(&mut *conn)
-            .await?;
-    for row in rows {
-        let seq: i64 = row.try_get("seq")?;
-        let body: Option<String> = row.try_get("body")?;
+    let q = Query::select()
+        .columns([Events::Seq, Events::Body])
+        .from(Events::Table)
+        .and_where(Expr::col(Events::RecordType).eq("erasure"))
+        .order_by(Events::Seq, Order::Asc)
+        .to_owned();
+    for row in conn.fetch_all(&q).await? {
+        let seq = row.int("seq")?;
+        let body = row.opt_text("body")?;
         let Some(receipt) = body.as_deref().and_then(ErasureReceipt::parse) else {
             return Err(ChainFault::BadReceipt { seq }.into());
         };
@@ -174,34 +133,51 @@ async fn erasure_cover(
 /// Verifies the whole log and the audit log. `side_file` is the checkpoint file kept beside the
 /// database, if any. `progress` is called with the number of records checked so far.
 pub async fn verify(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     key: &ChainKey,
     side_file: Option<&Checkpoint>,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, VerifyError> {
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin_snapshot().await?;
+    let mut db = tx.exec();
     let mut report = VerifyReport::default();
     let mut prev = chain::GENESIS;
-    if let Some(base) = state_row(&mut tx, "chain_base", StateTag::Base, key).await? {
-        if !base.authentic {
+    if let Some((base, authentic)) = chain_state::tagged_row(&mut db, StateTag::Base, key).await? {
+        if !authentic {
             return Err(ChainFault::ForgedBase { seq: base.seq }.into());
         }
         report.base_seq = base.seq;
         report.head_seq = base.seq;
         prev = base.link;
     }
-    let (cover, receipts) = erasure_cover(&mut tx).await?;
+    let (cover, receipts) = erasure_cover(&mut db).await?;
     report.receipts = receipts;
     let mut anchors: Vec<(i64, AuditAnchor)> = Vec::new();
     let mut side_link_seen = None;
-    {
-        let mut rows = sqlx::query(
-            "SELECT seq, project, event_id, record_type, recorded_at, body, digest, link FROM events ORDER BY seq",
-        )
-        .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            let seq: i64 = row.try_get("seq")?;
-            let event_id: String = row.try_get("event_id")?;
+    loop {
+        let q = Query::select()
+            .columns([
+                Events::Seq,
+                Events::Project,
+                Events::EventId,
+                Events::RecordType,
+                Events::RecordedAt,
+                Events::Body,
+                Events::Digest,
+                Events::Link,
+            ])
+            .from(Events::Table)
+            .and_where(Expr::col(Events::Seq).gt(report.head_seq))
+            .order_by(Events::Seq, Order::Asc)
+            .limit(PAGE)
+            .to_owned();
+        let page = db.fetch_all(&q).await?;
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            let seq = row.int("seq")?;
+            let event_id = row.text("event_id")?;
             if seq != report.head_seq + 1 {
                 return Err(ChainFault::Missing {
                     from: report.head_seq + 1,
@@ -209,16 +185,16 @@ pub async fn verify(
                 }
                 .into());
             }
-            let stored_digest = chain::from_hex(&row.try_get::<String, _>("digest")?)
-                .ok_or(ChainFault::Malformed { seq })?;
-            let stored_link = chain::from_hex(&row.try_get::<String, _>("link")?)
-                .ok_or(ChainFault::Malformed { seq })?;
-            let body: Option<String> = row.try_get("body")?;
-            let record_type: String = row.try_get("record_type")?;
+            let stored_digest =
+                chain::from_hex(&row.text("digest")?).ok_or(ChainFault::Malformed { seq })?;
+            let stored_link =
+                chain::from_hex(&row.text("link")?).ok_or(ChainFault::Malformed { seq })?;
+            let body = row.opt_text("body")?;
+            let record_type = row.text("record_type")?;
             let digest = match &body {
                 Some(body) => {
-                    let project: String = row.try_get("project")?;
-                    let recorded_at: String = row.try_get("recorded_at")?;
+                    let project = row.text("project")?;
+                    let recorded_at = row.text("recorded_at")?;
                     let d = chain::digest(&RecordContent {
                         project: &project,
                         event_id: &event_id,
@@ -263,9 +239,9 @@ pub async fn verify(
     }
     progress(report.records);
     report.head_link = chain::to_hex(&prev);
-    match state_row(&mut tx, "chain_head", StateTag::Head, key).await? {
-        Some(head) => {
-            if !head.authentic {
+    match chain_state::tagged_row(&mut db, StateTag::Head, key).await? {
+        Some((head, authentic)) => {
+            if !authentic {
                 return Err(ChainFault::ForgedHead { seq: head.seq }.into());
             }
             if head.seq > report.head_seq {
@@ -292,7 +268,7 @@ pub async fn verify(
         ),
         None => {}
     }
-    report.audit = audit_log::verify(&mut tx, key, &anchors)
+    report.audit = audit_log::verify(&mut db, key, &anchors)
         .await?
         .map_err(ChainFault::Audit)?;
     if let Some(cp) = side_file {
@@ -307,12 +283,4 @@ pub async fn verify(
     }
     tx.rollback().await?;
     Ok(report)
-}
-
-/// Number of records in the log, for progress bars.
-pub async fn count_records(pool: &sqlx::SqlitePool) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-        .fetch_one(pool)
-        .await?;
-    Ok(n.max(0) as u64)
 }

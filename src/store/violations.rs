@@ -4,36 +4,15 @@
 //! `violation` and `rule_error` records with the same [`row_from_body`].
 
 use chrono::{DateTime, Utc};
-use sea_query::{Expr, ExprTrait, Iden, Order, Query, SqliteQueryBuilder};
-use sea_query_sqlx::SqlxBinder;
+use sea_query::{Expr, ExprTrait, Order, Query};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::StoreError;
+use super::db::{Exec, Raw, storable};
+use super::schema::Violations;
+use super::{Store, StoreError};
 use crate::event::format_time;
 use crate::rules::Severity;
-
-#[derive(Iden, Clone, Copy)]
-pub enum Violations {
-    Table,
-    Seq,
-    Project,
-    ViolationId,
-    Outcome,
-    RuleId,
-    Severity,
-    SeverityRank,
-    Message,
-    EventId,
-    EventSeq,
-    EventKind,
-    TraceId,
-    SpanId,
-    Agent,
-    SessionId,
-    At,
-}
 
 const COLUMNS: [Violations; 16] = [
     Violations::Seq,
@@ -101,7 +80,7 @@ pub fn row_from_body(seq: i64, body: &Value) -> Option<ViolationRow> {
 }
 
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut Exec<'_>,
     project_rows: &[(String, ViolationRow)],
 ) -> Result<(), StoreError> {
     for chunk in project_rows.chunks(200) {
@@ -116,21 +95,18 @@ pub async fn insert(
                 r.rule_id.clone().into(),
                 r.severity.clone().into(),
                 rank(r.severity.as_deref()).into(),
-                r.message.clone().into(),
+                storable(&r.message).into_owned().into(),
                 r.event_id.clone().into(),
                 r.event_seq.into(),
                 r.event_kind.clone().into(),
                 r.trace_id.clone().into(),
                 r.span_id.clone().into(),
-                r.agent.clone().into(),
+                r.agent.as_deref().map(|a| storable(a).into_owned()).into(),
                 r.session_id.clone().into(),
                 r.at.clone().into(),
             ]);
         }
-        let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-        sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-            .execute(&mut *conn)
-            .await?;
+        conn.execute(&q).await?;
     }
     Ok(())
 }
@@ -150,7 +126,7 @@ pub struct ViolationFilter {
 
 /// Newest first; the cursor is the last row's log position.
 pub async fn list(
-    pool: &SqlitePool,
+    store: &Store,
     project: &str,
     f: &ViolationFilter,
     before_seq: Option<i64>,
@@ -183,27 +159,24 @@ pub async fn list(
         q.and_where(Expr::col(Violations::Seq).lt(seq));
     }
     q.order_by(Violations::Seq, Order::Desc).limit(limit + 1);
-    let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-        .fetch_all(pool)
-        .await?;
+    let rows = store.readers().fetch_all(&q).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         out.push(ViolationRow {
-            seq: r.try_get("seq")?,
-            violation_id: r.try_get("violation_id")?,
-            outcome: r.try_get("outcome")?,
-            rule_id: r.try_get("rule_id")?,
-            severity: r.try_get("severity")?,
-            message: r.try_get("message")?,
-            event_id: r.try_get("event_id")?,
-            event_seq: r.try_get("event_seq")?,
-            event_kind: r.try_get("event_kind")?,
-            trace_id: r.try_get("trace_id")?,
-            span_id: r.try_get("span_id")?,
-            agent: r.try_get("agent")?,
-            session_id: r.try_get("session_id")?,
-            at: r.try_get("at")?,
+            seq: r.int("seq")?,
+            violation_id: r.text("violation_id")?,
+            outcome: r.text("outcome")?,
+            rule_id: r.text("rule_id")?,
+            severity: r.opt_text("severity")?,
+            message: r.text("message")?,
+            event_id: r.text("event_id")?,
+            event_seq: r.int("event_seq")?,
+            event_kind: r.opt_text("event_kind")?,
+            trace_id: r.opt_text("trace_id")?,
+            span_id: r.opt_text("span_id")?,
+            agent: r.opt_text("agent")?,
+            session_id: r.opt_text("session_id")?,
+            at: r.text("at")?,
         });
     }
     let next = if out.len() as u64 > limit {
@@ -217,29 +190,29 @@ pub async fn list(
 
 /// Per rule: how many violations and rule errors the project's log holds, and the last error.
 pub async fn rule_stats(
-    pool: &SqlitePool,
+    store: &Store,
     project: &str,
 ) -> Result<Vec<(String, i64, i64, Option<String>)>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT rule_id, \
-                SUM(outcome = 'violation') AS hits, \
-                SUM(outcome = 'rule_error') AS errors, \
-                (SELECT message FROM violations v2 WHERE v2.project = v.project AND v2.rule_id = v.rule_id \
-                   AND v2.outcome = 'rule_error' ORDER BY seq DESC LIMIT 1) AS last_error \
-         FROM violations v WHERE project = ? GROUP BY rule_id",
-    )
-    .bind(project)
-    .fetch_all(pool)
-    .await?;
+    let rows = store
+        .readers()
+        .fetch_all(&Raw::new(
+            "SELECT rule_id, \
+                    SUM(CASE WHEN outcome = 'violation' THEN 1 ELSE 0 END) AS hits, \
+                    SUM(CASE WHEN outcome = 'rule_error' THEN 1 ELSE 0 END) AS errors, \
+                    (SELECT message FROM violations v2 WHERE v2.project = v.project AND v2.rule_id = v.rule_id \
+                       AND v2.outcome = 'rule_error' ORDER BY seq DESC LIMIT 1) AS last_error \
+             FROM violations v WHERE project = ? GROUP BY project, rule_id",
+            [project.into()],
+        ))
+        .await?;
     rows.iter()
         .map(|r| {
             Ok((
-                r.try_get("rule_id")?,
-                r.try_get("hits")?,
-                r.try_get("errors")?,
-                r.try_get("last_error")?,
+                r.text("rule_id")?,
+                r.int("hits")?,
+                r.int("errors")?,
+                r.opt_text("last_error")?,
             ))
         })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Into::into)
+        .collect()
 }

@@ -1,67 +1,66 @@
-//! The single writer: group commit of concurrent append requests, in two stages.
+//! The single writer: the commit stage of the append path, and every other write to the log.
 //!
-//! Requests arrive on a bounded queue. The evaluation stage takes one, drains whatever else is
-//! already waiting (up to [`WriterConfig::max_batch_events`]), drops duplicates, updates the
-//! running totals in log order and evaluates the rules. The commit stage then links the batch
-//! into the hash chain and commits it in one transaction — one fsync for many requests — and
-//! only then answers each request. The stages overlap: batch N+1 is evaluated while batch N is
-//! inserted and fsynced.
+//! One channel of [`WriteOp`]s feeds one task that owns the only write connection: evaluated
+//! batches (the pipeline's evaluation stage made them: duplicates dropped, rules run), erasures,
+//! probes and audit cuts, in arrival order. For a batch it links the records into the hash
+//! chain and commits them in one transaction — one fsync for many requests — and only then
+//! answers each request. Audit entries ride along in the same transactions, and the head
+//! checkpoint is updated in each. After each commit the group is published to subscribers
+//! ([`WriterHandle::subscribe`]: alerts, the live feed); the writer never calls them.
 //!
-//! Overlap stays exact. The evaluation stage treats ids still in flight as stored and never
-//! evicts totals that in-flight events touched. If a commit fails, the batches already
-//! evaluated against it are refused ([`AppendError::Retry`], a retryable 503 — never a false
-//! acknowledgement) and the totals are rebuilt from the log.
+//! On Postgres the writer holds an advisory lock on its connection: a second server waits as a
+//! standby (appends answer [`AppendError::Standby`]) and takes over when the first goes away.
 //!
-//! Back-pressure: [`WriterHandle::append`] never waits for queue space; a full queue is
-//! [`AppendError::Busy`], which ingest turns into `503` + `Retry-After`, so memory stays bounded.
+//! Overlap with the evaluation stage stays exact through [`InFlight`]: ids of batches not yet
+//! committed count as stored, and a failed commit bumps the generation so that batches
+//! evaluated against it are refused ([`AppendError::Retry`], never a false acknowledgement).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
-use sea_query_sqlx::SqlxBinder;
+use sea_query::{Expr, ExprTrait, Order, Query};
 use serde::Serialize;
-use sqlx::{Connection, Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot, watch};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::audit_log;
 use super::chain::{self, ChainKey, Hash};
 use super::chain_state::{self, Head};
 use super::checkpoint::{Checkpoint, CheckpointFile};
-use super::history;
+use super::db::{Backend, Conn, Exec, Raw, storable};
 use super::projection::{TraceBatch, TraceSummaryRow};
 use super::receipt::{EraseRequest, EraseSelector, ErasureReceipt};
 use super::record::{OutcomeRecord, PreparedEvent};
-use super::schema::{Events, RecordType};
+use super::schema::{Events, HealthProbe, RecordType};
 use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
 use crate::auth::audit::AuditEntry;
 use crate::event::format_time;
-use crate::rules::live::LiveRules;
-use crate::rules::{RuleOutcome, RunningTotals, SessionTotals, TraceTotals, TraceView};
-use rayon::prelude::*;
+use crate::rules::RuleOutcome;
 
 #[derive(Clone)]
 pub struct WriterConfig {
-    /// Append requests that may wait for the writer; beyond this ingest answers 503.
-    pub queue_capacity: usize,
-    /// Most events committed in one transaction.
-    pub max_batch_events: usize,
     pub key: ChainKey,
-    pub checkpoint: CheckpointFile,
-    /// The rule set in force; evaluated here, in log order, so totals are deterministic.
-    pub rules: Arc<LiveRules>,
-    /// Where committed violations go for webhook alerts (never blocks).
-    pub alerts: crate::feed::alerts::AlertSink,
-    /// The database's `-wal` file, watched to keep it bounded.
-    pub wal_path: std::path::PathBuf,
+    /// The checkpoint file beside an SQLite database (an extra check; none on Postgres).
+    pub checkpoint: Option<CheckpointFile>,
+    /// The SQLite `-wal` file, watched to keep it bounded.
+    pub wal_path: Option<PathBuf>,
 }
 
 /// WAL size past which the writer restarts the log.
 const WAL_RESTART_BYTES: u64 = 64 << 20;
+/// How often the commit stage anchors new audit entries in the event log.
+const AUDIT_ANCHOR_EVERY: Duration = Duration::from_secs(60);
+/// Write operations waiting for the commit stage (evaluated batches included).
+const OPS_QUEUE: usize = 2;
+/// Committed groups a slow subscriber may fall behind before it loses some.
+const PUBLISH_QUEUE: usize = 1024;
+/// The Postgres advisory lock key of the single writer.
+const WRITER_LOCK: i64 = 7_243_300;
 
 /// What one append request produced.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -82,51 +81,40 @@ pub enum AppendError {
     /// this one was stored and sending it again is safe.
     #[error("an earlier write failed; nothing of this request was stored, retry it")]
     Retry,
+    /// Another server holds the writer lock; this one is a standby.
+    #[error("this server is a standby: another one holds the writer lock")]
+    Standby,
     #[error("the writer has stopped")]
     Closed,
     #[error("the store failed to commit: {0}")]
     Store(String),
 }
 
-struct AppendRequest {
-    events: Vec<PreparedEvent>,
-    reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+/// Events to append, and where to answer.
+pub struct AppendRequest {
+    pub events: Vec<PreparedEvent>,
+    pub reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
 }
 
-/// Shared view of the writer's state for health checks and metrics.
-#[derive(Debug)]
-pub struct WriterStatus {
-    healthy: AtomicBool,
-    head_seq: AtomicI64,
+/// One event of a batch that is to be stored, with its rule outcomes.
+pub struct Accepted {
+    pub request: usize,
+    pub event: usize,
+    pub results: Vec<RuleOutcome>,
 }
 
-impl WriterStatus {
-    /// False after a failed commit, until the next successful one.
-    pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    pub fn head_seq(&self) -> i64 {
-        self.head_seq.load(Ordering::Relaxed)
-    }
-}
-
-/// Cheap to clone; held by every door.
-#[derive(Clone)]
-pub struct WriterHandle {
-    tx: mpsc::Sender<AppendRequest>,
-    ops: mpsc::Sender<WriteOp>,
-    pub status: Arc<WriterStatus>,
-}
-
-/// Write operations other than appends, handled by the commit stage between groups.
-enum WriteOp {
-    /// A real write and read-back (deep health check).
-    Probe(oneshot::Sender<Result<(), String>>),
-    /// Clears the bodies of the selected records and appends an erasure receipt.
-    Erase(EraseRequest, oneshot::Sender<Result<Erased, String>>),
-    /// Anchors the audit log's chain head in the event log now (a consistent cut).
-    AuditCut(oneshot::Sender<Result<i64, String>>),
+/// A batch the evaluation stage has finished: duplicates dropped, rules evaluated.
+pub struct EvaluatedBatch {
+    /// The [`InFlight`] generation it was evaluated under.
+    pub generation: u64,
+    pub requests: Vec<AppendRequest>,
+    /// One per request; event ids and duplicates filled in, violations added at commit.
+    pub outcomes: Vec<AppendOutcome>,
+    /// The events to store, in log order, with their rule outcomes.
+    pub accepted: Vec<Accepted>,
+    /// Keys this batch holds in [`InFlight`].
+    pub claimed: Vec<String>,
+    pub events: usize,
 }
 
 /// A committed erasure: its receipt and the receipt's position in the log.
@@ -136,22 +124,162 @@ pub struct Erased {
     pub receipt: ErasureReceipt,
 }
 
-impl WriterHandle {
-    /// Appends `events`; resolves once they are durable.
-    pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, AppendError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(AppendRequest { events, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    metrics::counter!("audittrail_writer_rejected_total").increment(1);
-                    AppendError::Busy
+/// Write operations, handled in arrival order by the commit stage.
+pub enum WriteOp {
+    Append(EvaluatedBatch),
+    /// A real write and read-back (deep health check).
+    Probe(oneshot::Sender<Result<(), String>>),
+    /// Clears the bodies of the selected records and appends an erasure receipt.
+    Erase(EraseRequest, oneshot::Sender<Result<Erased, String>>),
+    /// Anchors the audit log's chain head in the event log now (a consistent cut).
+    AuditCut(oneshot::Sender<Result<i64, String>>),
+}
+
+/// One record of a committed group, as subscribers see it (never more than the stored,
+/// redacted body holds).
+#[derive(Debug, Clone, Serialize)]
+pub struct CommittedRecord {
+    pub seq: i64,
+    pub project: String,
+    pub record_type: &'static str,
+    pub trace_id: String,
+    /// The span's summary fields (kind, name, agent, status, times, usage) or the violation.
+    pub summary: Value,
+}
+
+/// A group of records committed in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    pub records: Vec<CommittedRecord>,
+    /// Violations and rule errors, with their project (alerts read these).
+    pub violations: Vec<(String, ViolationRow)>,
+}
+
+/// State the evaluation stage and the commit stage share about batches in flight.
+pub struct InFlight {
+    /// Bumped by the commit stage when a commit fails. A batch evaluated under an older
+    /// generation may have counted the rolled-back events in its totals or taken one of their
+    /// ids for a duplicate, so the commit stage refuses it (retryable; never acknowledged).
+    generation: AtomicU64,
+    /// Client-chosen ids (`project\x1f event_id`) of batches evaluated but not yet committed,
+    /// with the generation that claimed them.
+    ids: Mutex<HashMap<String, u64>>,
+    /// Events handed to the commit stage and not yet committed or refused.
+    events: watch::Sender<usize>,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        InFlight {
+            generation: AtomicU64::new(0),
+            ids: Mutex::new(HashMap::new()),
+            events: watch::channel(0).0,
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The key under which a client-chosen id is claimed.
+    pub fn id_key(project: &str, event_id: &str) -> String {
+        format!("{project}\u{1f}{event_id}")
+    }
+
+    /// Whether a batch of `generation` still in flight claims this id.
+    pub fn holds(&self, key: &str, generation: u64) -> bool {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(key) == Some(&generation)
+    }
+
+    /// Claims ids for a batch about to be handed to the commit stage, and counts its events.
+    pub fn claim(&self, keys: &[String], generation: u64, events: usize) {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            ids.insert(key.clone(), generation);
+        }
+        drop(ids);
+        self.events.send_modify(|n| *n += events);
+    }
+
+    /// Waits until at most `limit` events are in flight (or `closed` resolves).
+    pub async fn wait_at_most(&self, limit: usize, closed: impl std::future::Future<Output = ()>) {
+        let mut in_flight = self.events.subscribe();
+        tokio::select! {
+            _ = in_flight.wait_for(|n| *n <= limit) => {}
+            _ = closed => {}
+        }
+    }
+
+    /// Takes a finished (committed or refused) batch out of the in-flight state.
+    fn release(&self, batch: &EvaluatedBatch) {
+        if !batch.claimed.is_empty() {
+            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+            for key in &batch.claimed {
+                // A later generation may have claimed the same id again; that claim stays.
+                if ids.get(key) == Some(&batch.generation) {
+                    ids.remove(key);
                 }
-                mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
-            })?;
-        metrics::gauge!("audittrail_writer_queue_depth")
-            .set((self.tx.max_capacity() - self.tx.capacity()) as f64);
-        rx.await.map_err(|_| AppendError::Closed)?
+            }
+        }
+        self.events
+            .send_modify(|n| *n = n.saturating_sub(batch.events));
+    }
+}
+
+/// Shared view of the writer's state for health checks and metrics.
+#[derive(Debug)]
+pub struct WriterStatus {
+    healthy: AtomicBool,
+    standby: AtomicBool,
+    head_seq: AtomicI64,
+}
+
+impl WriterStatus {
+    /// False after a failed commit, until the next successful one.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// True while another server holds the writer lock (Postgres).
+    pub fn standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
+    }
+
+    pub fn head_seq(&self) -> i64 {
+        self.head_seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Cheap to clone; held by the evaluation stage and by every route that writes.
+#[derive(Clone)]
+pub struct WriterHandle {
+    ops: mpsc::Sender<WriteOp>,
+    published: broadcast::Sender<Arc<Committed>>,
+    pub status: Arc<WriterStatus>,
+    pub in_flight: Arc<InFlight>,
+}
+
+impl WriterHandle {
+    /// Hands an evaluated batch to the commit stage; waits while the stage is busy (the
+    /// evaluation stage's only back-pressure). `Err` gives it back if the writer has stopped.
+    pub async fn submit(&self, batch: EvaluatedBatch) -> Result<(), EvaluatedBatch> {
+        self.ops
+            .send(WriteOp::Append(batch))
+            .await
+            .map_err(|e| match e.0 {
+                WriteOp::Append(b) => b,
+                _ => unreachable!("an append was sent"),
+            })
+    }
+
+    /// Resolves when the commit stage has stopped.
+    pub async fn closed(&self) {
+        self.ops.closed().await
+    }
+
+    /// Committed groups from now on (alerts, the live feed).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.published.subscribe()
     }
 
     /// A real write and read-back through the writer (deep health check).
@@ -182,444 +310,143 @@ impl WriterHandle {
             .await
             .map_err(|_| "the writer has stopped".to_owned())
     }
-
-    /// Whether the queue still has room (for health reporting).
-    pub fn queue_free(&self) -> usize {
-        self.tx.capacity()
-    }
 }
 
-/// State the two stages share.
-struct Shared {
-    /// Bumped by the commit stage when a commit fails. A batch evaluated under an older
-    /// generation may have counted the rolled-back events in its totals or taken one of their
-    /// ids for a duplicate, so the commit stage refuses it (retryable; never acknowledged).
-    generation: AtomicU64,
-    /// Client-chosen ids (`project\x1f event_id`) of batches evaluated but not yet committed,
-    /// with the generation that claimed them.
-    in_flight_ids: Mutex<HashMap<String, u64>>,
-    /// Events handed to the commit stage and not yet committed or refused.
-    in_flight_events: watch::Sender<usize>,
-}
-
-/// A batch the evaluation stage has finished: duplicates dropped, rules evaluated.
-struct Evaluated {
-    generation: u64,
-    requests: Vec<AppendRequest>,
-    /// One per request; event ids and duplicates filled in, violations added at commit.
-    outcomes: Vec<AppendOutcome>,
-    /// The events to store, in log order, with their rule outcomes.
-    accepted: Vec<Accepted>,
-    /// Keys this batch holds in [`Shared::in_flight_ids`].
-    claimed: Vec<String>,
-    events: usize,
-}
-
-struct Accepted {
-    request: usize,
-    event: usize,
-    results: Vec<RuleOutcome>,
-}
-
-/// Stage one: reads requests, drops duplicates, keeps running totals and evaluates rules.
-/// It works on batch N+1 while the commit stage writes batch N, so rule evaluation overlaps
-/// the insert and the fsync instead of waiting for them.
-struct Evaluator {
-    conn: SqliteConnection,
-    totals: RunningTotals,
-    /// Most events that may be in flight (evaluated, not committed) with none of their traces
-    /// or sessions evicted from `totals`: each event touches one trace and one session entry
-    /// with the newest ticks, and an eviction drops only the oldest eighth.
-    totals_safe: usize,
-    rules: Arc<LiveRules>,
-    max_batch_events: usize,
-    shared: Arc<Shared>,
-    /// The generation `totals` belong to.
-    generation: u64,
-    /// Totals cannot be trusted (no rules were loaded, a commit failed, an evaluation broke
-    /// off): clear them once nothing is in flight and rebuild from the log on demand.
-    totals_stale: bool,
-}
-
-/// Stage two: links, inserts and commits evaluated batches, then answers their requests.
+/// The commit stage.
 struct Committer {
-    conn: SqliteConnection,
+    store: Store,
+    /// `None` while a standby (Postgres) or after the lock connection broke.
+    conn: Option<Conn>,
     /// Audit entries drained for the current transaction.
     pending_audit: Vec<AuditEntry>,
     head: Head,
     cfg: WriterConfig,
     status: Arc<WriterStatus>,
     last_checkpoint: Instant,
-    shared: Arc<Shared>,
+    in_flight: Arc<InFlight>,
+    published: broadcast::Sender<Arc<Committed>>,
     /// The audit entry id the event log's last audit checkpoint covers.
     anchored_audit_id: i64,
 }
 
-/// How often the commit stage anchors new audit entries in the event log.
-const AUDIT_ANCHOR_EVERY: Duration = Duration::from_secs(60);
-
-/// Batches waiting between the stages (beyond the one being committed).
-const STAGE_QUEUE: usize = 1;
-
-/// Starts the writer's two tasks. They end, after flushing, when every [`WriterHandle`] is
-/// dropped; the returned handle joins the commit stage, which ends last.
+/// Starts the commit stage. It ends, after flushing, when every [`WriterHandle`] and the audit
+/// queue's senders are dropped; the returned handle joins it.
 pub async fn spawn(
     store: &Store,
     cfg: WriterConfig,
     audit_rx: mpsc::Receiver<AuditEntry>,
 ) -> Result<(WriterHandle, tokio::task::JoinHandle<()>), StoreError> {
-    let mut conn = store.write_connection().await?;
-    let head = chain_state::load_head(&mut conn, &cfg.key).await?;
-    if let Ok(Some(cp)) = cfg.checkpoint.read()
-        && cp.seq > head.seq
-    {
-        tracing::warn!(
-            checkpoint_file_seq = cp.seq,
-            log_head_seq = head.seq,
-            "the checkpoint file is ahead of the database (restored from a backup?); it is rewritten now. If no backup was restored, run `audittrail verify`"
-        );
-    }
-    let anchored_audit_id = last_audit_anchor(&mut conn).await?;
     let status = Arc::new(WriterStatus {
         healthy: AtomicBool::new(true),
-        head_seq: AtomicI64::new(head.seq),
+        standby: AtomicBool::new(false),
+        head_seq: AtomicI64::new(0),
     });
-    let shared = Arc::new(Shared {
-        generation: AtomicU64::new(0),
-        in_flight_ids: Mutex::new(HashMap::new()),
-        in_flight_events: watch::channel(0).0,
-    });
-    // Room for every batch that can be in flight (one per stage plus the queue between them)
-    // with an eighth to spare for eviction.
-    let max_batch = cfg.max_batch_events.max(1);
-    let totals_cap = (4 * max_batch).max(10_000);
-    let evaluator = Evaluator {
-        conn: store.read_connection().await?,
-        totals: RunningTotals::new(totals_cap, totals_cap),
-        totals_safe: totals_cap - totals_cap / 8 - 1,
-        rules: cfg.rules.clone(),
-        max_batch_events: max_batch,
-        shared: shared.clone(),
-        generation: 0,
-        totals_stale: false,
-    };
-    let committer = Committer {
-        conn,
+    let in_flight = Arc::new(InFlight::new());
+    let (published, _) = broadcast::channel(PUBLISH_QUEUE);
+    let mut committer = Committer {
+        store: store.clone(),
+        conn: None,
         pending_audit: Vec::new(),
-        head,
+        head: Head {
+            seq: 0,
+            link: chain::GENESIS,
+        },
         cfg,
         status: status.clone(),
         last_checkpoint: Instant::now(),
-        shared,
-        anchored_audit_id,
+        in_flight: in_flight.clone(),
+        published: published.clone(),
+        anchored_audit_id: 0,
     };
-    let (tx, rx) = mpsc::channel(committer.cfg.queue_capacity.max(1));
-    let (evaluated_tx, evaluated_rx) = mpsc::channel(STAGE_QUEUE);
-    let (ops, ops_rx) = mpsc::channel(16);
-    let mut committer = committer;
-    committer.write_checkpoint();
-    tokio::spawn(evaluator.run(rx, evaluated_tx));
-    let task = tokio::spawn(committer.run(evaluated_rx, audit_rx, ops_rx));
-    Ok((WriterHandle { tx, ops, status }, task))
-}
-
-/// The audit entry id covered by the log's last audit checkpoint (0 if none).
-async fn last_audit_anchor(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
-    let body: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT body FROM events WHERE record_type = 'audit_checkpoint' ORDER BY seq DESC LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(body
-        .flatten()
-        .and_then(|b| serde_json::from_str::<audit_log::AuditAnchor>(&b).ok())
-        .map(|a| a.audit_id)
-        .unwrap_or(0))
-}
-
-fn id_key(project: &str, event_id: &str) -> String {
-    format!("{project}\u{1f}{event_id}")
-}
-
-impl Evaluator {
-    async fn run(mut self, mut rx: mpsc::Receiver<AppendRequest>, tx: mpsc::Sender<Evaluated>) {
-        while let Some(first) = rx.recv().await {
-            let mut events = first.events.len();
-            let mut batch = vec![first];
-            while events < self.max_batch_events {
-                match rx.try_recv() {
-                    Ok(req) => {
-                        events += req.events.len();
-                        batch.push(req);
-                    }
-                    Err(_) => break,
-                }
-            }
-            metrics::gauge!("audittrail_writer_queue_depth").set(rx.len() as f64);
-            metrics::histogram!("audittrail_writer_batch_events").record(events as f64);
-            metrics::histogram!("audittrail_writer_batch_requests").record(batch.len() as f64);
-            let started = Instant::now();
-            let evaluated = self.evaluate(batch, events, &tx).await;
-            metrics::histogram!("audittrail_writer_evaluate_seconds")
-                .record(started.elapsed().as_secs_f64());
-            match evaluated {
-                Ok(evaluated) => {
-                    self.shared
-                        .in_flight_events
-                        .send_modify(|n| *n += evaluated.events);
-                    if tx.send(evaluated).await.is_err() {
-                        break;
-                    }
-                }
-                Err((batch, err)) => {
-                    metrics::counter!("audittrail_store_errors_total").increment(1);
-                    tracing::error!(error = %err, requests = batch.len(), events, "could not read the log to check an append; nothing of it was stored");
-                    for req in batch {
-                        let _ = req.reply.send(Err(AppendError::Store(err.to_string())));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits until at most `limit` events are in flight in the commit stage (or it is gone).
-    async fn drain_to(&self, limit: usize, commit: &mpsc::Sender<Evaluated>) {
-        let mut in_flight = self.shared.in_flight_events.subscribe();
-        tokio::select! {
-            _ = in_flight.wait_for(|n| *n <= limit) => {}
-            _ = commit.closed() => {}
-        }
-    }
-
-    async fn evaluate(
-        &mut self,
-        requests: Vec<AppendRequest>,
-        events: usize,
-        commit: &mpsc::Sender<Evaluated>,
-    ) -> Result<Evaluated, (Vec<AppendRequest>, StoreError)> {
-        let rules = self.rules.current();
-        let no_rules = rules.rules().is_empty();
-        // Read before anything is evaluated: if a commit fails after this, the batch carries
-        // the old generation and is refused.
-        let generation = self.shared.generation.load(Ordering::SeqCst);
-        if generation != self.generation {
-            // A commit failed: totals counted events that were rolled back.
-            self.generation = generation;
-            self.totals_stale = true;
-        }
-        if no_rules {
-            // Nothing reads totals; they are rebuilt from the log once rules are back.
-            if self.totals.trace_count() + self.totals.session_count() > 0 {
-                self.totals.clear();
-            }
-            self.totals_stale = true;
-        } else if self.totals_stale {
-            // Totals are incomplete (batches evaluated without rules did not update them) or
-            // wrong (a batch that was never stored updated them): rebuild them from the log
-            // once every batch in flight is committed or refused.
-            self.drain_to(0, commit).await;
-            self.totals.clear();
-            self.totals_stale = false;
-        } else {
-            self.drain_to(self.totals_safe.saturating_sub(events), commit)
-                .await;
-        }
-        let prepared = match self.prepare(&requests, no_rules).await {
-            Ok(p) => p,
-            Err(e) => {
-                // Some totals may have been seeded for events that will not be stored.
-                self.totals_stale = true;
-                return Err((requests, e));
-            }
-        };
-        let Prepared {
-            outcomes,
-            accepted,
-            claimed,
-        } = prepared;
-        // Rules run on all cores, off the async workers; each evaluation is a pure function
-        // of the redacted event and its totals.
-        let (requests, accepted) = if no_rules {
-            let accepted = accepted
-                .into_iter()
-                .map(|(request, event, _)| Accepted {
-                    request,
-                    event,
-                    results: Vec::new(),
-                })
-                .collect();
-            (requests, accepted)
-        } else {
-            let evaluated = tokio::task::spawn_blocking(move || {
-                let results: Vec<Accepted> = accepted
-                    .into_par_iter()
-                    // Chunks of events, not single events: one task each is cheaper to steal.
-                    .with_min_len(32)
-                    .map(|(request, event, view)| Accepted {
-                        request,
-                        event,
-                        results: rules.evaluate(&requests[request].events[event].body, &view),
-                    })
-                    .collect();
-                (requests, results)
-            })
-            .await;
-            match evaluated {
-                Ok(done) => done,
-                Err(e) => {
-                    // The requests moved into the panicked task; their senders are dropped,
-                    // so each waiting request ends with `Closed` rather than a false ack.
-                    tracing::error!(error = %e, "rule evaluation panicked; the batch was not stored");
-                    // Its events are in the totals: rebuild them once the batches in flight
-                    // are committed (no batch was evaluated against this one).
-                    self.totals_stale = true;
-                    return Err((
-                        Vec::new(),
-                        StoreError::Corrupt {
-                            seq: 0,
-                            reason: format!("rule evaluation panicked: {e}"),
-                        },
-                    ));
-                }
-            }
-        };
-        {
-            let mut ids = self
-                .shared
-                .in_flight_ids
-                .lock()
-                .expect("in-flight ids lock");
-            for key in &claimed {
-                ids.insert(key.clone(), generation);
-            }
-        }
-        Ok(Evaluated {
-            generation,
-            requests,
-            outcomes,
-            accepted,
-            claimed,
-            events,
-        })
-    }
-
-    /// Pass 1, in log order: drops duplicates and computes each event's view of its trace and
-    /// session totals (cheap and sequential; this is what makes evaluation deterministic).
-    async fn prepare(
-        &mut self,
-        requests: &[AppendRequest],
-        no_rules: bool,
-    ) -> Result<Prepared, StoreError> {
-        // Ids a batch still in flight claims count as stored: it either commits, or it fails
-        // and bumps the generation, which makes the commit stage refuse this batch too. The
-        // in-flight set is read before the log, and a batch leaves it only after its commit,
-        // so an id is never missed in between.
-        let mut known: HashSet<(&str, &str)> = HashSet::new();
-        {
-            let ids = self
-                .shared
-                .in_flight_ids
-                .lock()
-                .expect("in-flight ids lock");
-            if !ids.is_empty() {
-                for ev in client_ids(requests) {
-                    if ids.get(&id_key(&ev.project, &ev.event_id)) == Some(&self.generation) {
-                        known.insert((&ev.project, &ev.event_id));
-                    }
-                }
-            }
-        }
-        let stored = existing_ids(
-            &mut self.conn,
-            client_ids(requests).filter(|ev| !known.contains(&(&ev.project, &ev.event_id))),
-        )
-        .await?;
-        known.extend(stored);
-        if !no_rules {
-            load_totals(
-                &mut self.conn,
-                &mut self.totals,
-                requests
-                    .iter()
-                    .flat_map(|r| &r.events)
-                    .filter(|e| !e.is_guard()),
-            )
-            .await?;
-        }
-        let mut seen: HashSet<(&str, &str)> = HashSet::new();
-        let mut prepared = Prepared::default();
-        for (r, req) in requests.iter().enumerate() {
-            let mut outcome = AppendOutcome {
-                event_ids: Vec::with_capacity(req.events.len()),
-                ..Default::default()
-            };
-            for (e, ev) in req.events.iter().enumerate() {
-                outcome.event_ids.push(ev.event_id.clone());
-                if ev.id_from_client {
-                    let key = (ev.project.as_str(), ev.event_id.as_str());
-                    if known.contains(&key) || !seen.insert(key) {
-                        outcome.duplicates += 1;
-                        continue;
-                    }
-                    prepared.claimed.push(id_key(&ev.project, &ev.event_id));
-                }
-                let view = if no_rules {
-                    TraceView::default()
-                } else if ev.is_guard() {
-                    self.totals.peek(&ev.body)
-                } else {
-                    self.totals.observe(&ev.body)
-                };
-                prepared.accepted.push((r, e, view));
-            }
-            prepared.outcomes.push(outcome);
-        }
-        Ok(prepared)
-    }
-}
-
-#[derive(Default)]
-struct Prepared {
-    outcomes: Vec<AppendOutcome>,
-    accepted: Vec<(usize, usize, TraceView)>,
-    claimed: Vec<String>,
-}
-
-/// Events of the batch whose ids their clients chose.
-fn client_ids(requests: &[AppendRequest]) -> impl Iterator<Item = &PreparedEvent> {
-    requests
-        .iter()
-        .flat_map(|req| &req.events)
-        .filter(|ev| ev.id_from_client)
+    // On SQLite the writer starts at once; on Postgres it may have to wait for the lock.
+    committer.try_become_writer().await?;
+    let (ops, ops_rx) = mpsc::channel(OPS_QUEUE);
+    let task = tokio::spawn(committer.run(ops_rx, audit_rx));
+    Ok((
+        WriterHandle {
+            ops,
+            published,
+            status,
+            in_flight,
+        },
+        task,
+    ))
 }
 
 impl Committer {
+    /// Opens the write connection, takes the writer lock (Postgres) and loads the head.
+    /// Stays a standby, without error, when another server holds the lock.
+    async fn try_become_writer(&mut self) -> Result<(), StoreError> {
+        let mut conn = self.store.write_connection().await?;
+        if self.store.backend() == Backend::Postgres {
+            let row = conn
+                .exec()
+                .fetch_optional(&Raw::new(
+                    "SELECT pg_try_advisory_lock(?) AS locked",
+                    [WRITER_LOCK.into()],
+                ))
+                .await?;
+            let locked = row.map(|r| r.flag("locked")).transpose()?.unwrap_or(false);
+            if !locked {
+                if !self.status.standby.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        database = %self.store.describe(),
+                        "standby: another server holds the writer lock; serving reads and waiting to take over"
+                    );
+                }
+                conn.close().await;
+                return Ok(());
+            }
+            if self.status.standby.swap(false, Ordering::Relaxed) {
+                tracing::warn!("took over the writer lock: this server now writes the log");
+            }
+        }
+        let mut db = conn.exec();
+        let head = chain_state::load_head(&mut db, &self.cfg.key).await?;
+        self.anchored_audit_id = last_audit_anchor(&mut db).await?;
+        if let Some(file) = &self.cfg.checkpoint
+            && let Ok(Some(cp)) = file.read()
+            && cp.seq > head.seq
+        {
+            tracing::warn!(
+                checkpoint_file_seq = cp.seq,
+                log_head_seq = head.seq,
+                "the checkpoint file is ahead of the database (restored from a backup?); it is rewritten now. If no backup was restored, run `audittrail verify`"
+            );
+        }
+        self.head = head;
+        self.status.head_seq.store(head.seq, Ordering::Relaxed);
+        self.conn = Some(conn);
+        self.write_checkpoint();
+        Ok(())
+    }
+
+    /// The write connection, if this server is the writer now.
+    async fn writer_conn(&mut self) -> Option<&mut Conn> {
+        if self.conn.is_none()
+            && let Err(e) = self.try_become_writer().await
+        {
+            tracing::error!(error = %e, "cannot open the write connection; will retry");
+        }
+        self.conn.as_mut()
+    }
+
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Evaluated>,
-        mut audit: mpsc::Receiver<AuditEntry>,
         mut ops: mpsc::Receiver<WriteOp>,
+        mut audit: mpsc::Receiver<AuditEntry>,
     ) {
         let mut audit_open = true;
         let mut anchor_tick = tokio::time::interval(AUDIT_ANCHOR_EVERY);
         anchor_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut standby_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let mut batch = tokio::select! {
+            tokio::select! {
                 biased;
-                batch = rx.recv() => match batch {
-                    Some(batch) => batch,
+                op = ops.recv() => match op {
+                    Some(op) => self.handle(op, &mut audit).await,
                     None => break,
                 },
-                Some(op) = ops.recv() => {
-                    self.handle(op).await;
-                    continue;
-                }
-                _ = anchor_tick.tick() => {
-                    if let Err(err) = self.anchor_audit(false).await {
-                        tracing::error!(error = %err, "could not anchor the audit log in the event log; will retry");
-                    }
-                    continue;
-                }
                 entry = audit.recv(), if audit_open => {
                     match entry {
                         Some(entry) => {
@@ -633,47 +460,14 @@ impl Committer {
                         }
                         None => audit_open = false,
                     }
-                    continue;
                 }
-            };
-            if batch.generation != self.shared.generation.load(Ordering::SeqCst) {
-                metrics::counter!("audittrail_writer_refused_total").increment(1);
-                self.release(&batch);
-                for req in batch.requests {
-                    let _ = req.reply.send(Err(AppendError::Retry));
-                }
-                continue;
-            }
-            self.pending_audit.clear();
-            while let Ok(e) = audit.try_recv() {
-                self.pending_audit.push(e);
-            }
-            let started = Instant::now();
-            let result = self.commit(&mut batch).await;
-            metrics::histogram!("audittrail_writer_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
-            match result {
-                Ok(outcomes) => {
-                    self.release(&batch);
-                    self.status.healthy.store(true, Ordering::Relaxed);
-                    for (req, outcome) in batch.requests.into_iter().zip(outcomes) {
-                        let _ = req.reply.send(Ok(outcome));
-                    }
-                    if self.last_checkpoint.elapsed() >= Duration::from_millis(250) {
-                        self.write_checkpoint();
-                        self.bound_wal().await;
+                _ = anchor_tick.tick() => {
+                    if let Err(err) = self.anchor_audit(false).await {
+                        tracing::error!(error = %err, "could not anchor the audit log in the event log; will retry");
                     }
                 }
-                Err(err) => {
-                    // Batches evaluated after this one counted it in their totals: refuse them.
-                    self.shared.generation.fetch_add(1, Ordering::SeqCst);
-                    self.release(&batch);
-                    self.status.healthy.store(false, Ordering::Relaxed);
-                    metrics::counter!("audittrail_store_errors_total").increment(1);
-                    tracing::error!(error = %err, requests = batch.requests.len(), events = batch.events, "append transaction failed; nothing of it was stored");
-                    for req in batch.requests {
-                        let _ = req.reply.send(Err(AppendError::Store(err.to_string())));
-                    }
+                _ = standby_tick.tick(), if self.conn.is_none() => {
+                    let _ = self.writer_conn().await;
                 }
             }
         }
@@ -691,11 +485,15 @@ impl Committer {
             tracing::error!(error = %err, "could not anchor the audit log at shutdown");
         }
         self.write_checkpoint();
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
         tracing::info!(head_seq = self.head.seq, "writer flushed and stopped");
     }
 
-    async fn handle(&mut self, op: WriteOp) {
+    async fn handle(&mut self, op: WriteOp, audit: &mut mpsc::Receiver<AuditEntry>) {
         match op {
+            WriteOp::Append(batch) => self.append(batch, audit).await,
             WriteOp::Probe(reply) => {
                 let _ = reply.send(self.probe().await.map_err(|e| e.to_string()));
             }
@@ -713,19 +511,192 @@ impl Committer {
         }
     }
 
+    async fn append(&mut self, mut batch: EvaluatedBatch, audit: &mut mpsc::Receiver<AuditEntry>) {
+        if batch.generation != self.in_flight.generation() {
+            metrics::counter!("audittrail_writer_refused_total").increment(1);
+            self.refuse(batch, || AppendError::Retry);
+            return;
+        }
+        if self.writer_conn().await.is_none() {
+            self.refuse(batch, || AppendError::Standby);
+            return;
+        }
+        self.pending_audit.clear();
+        while let Ok(e) = audit.try_recv() {
+            self.pending_audit.push(e);
+        }
+        let started = Instant::now();
+        let result = self.commit(&mut batch).await;
+        metrics::histogram!("audittrail_writer_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok((outcomes, committed)) => {
+                self.in_flight.release(&batch);
+                self.status.healthy.store(true, Ordering::Relaxed);
+                for (req, outcome) in batch.requests.into_iter().zip(outcomes) {
+                    let _ = req.reply.send(Ok(outcome));
+                }
+                if let Some(group) = committed {
+                    let _ = self.published.send(Arc::new(group));
+                }
+                if self.last_checkpoint.elapsed() >= Duration::from_millis(250) {
+                    self.write_checkpoint();
+                    self.bound_wal().await;
+                }
+            }
+            Err(err) => {
+                // Batches evaluated after this one counted it in their totals: refuse them.
+                self.in_flight.generation.fetch_add(1, Ordering::SeqCst);
+                self.status.healthy.store(false, Ordering::Relaxed);
+                metrics::counter!("audittrail_store_errors_total").increment(1);
+                tracing::error!(error = %err, requests = batch.requests.len(), events = batch.events, "append transaction failed; nothing of it was stored");
+                self.after_error().await;
+                let cause = err.to_string();
+                self.refuse(batch, || AppendError::Store(cause.clone()));
+            }
+        }
+    }
+
+    /// Answers every request of a batch that will not be stored.
+    fn refuse(&self, batch: EvaluatedBatch, why: impl Fn() -> AppendError) {
+        self.in_flight.release(&batch);
+        for req in batch.requests {
+            let _ = req.reply.send(Err(why()));
+        }
+    }
+
+    /// After a failed transaction on Postgres the lock's connection may be gone: check it,
+    /// and if it is, give the lock up (another server may take it) and reconnect later.
+    async fn after_error(&mut self) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let alive = match self.conn.as_mut() {
+            Some(conn) => conn.exec().execute(&Raw::new("SELECT 1", [])).await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            tracing::error!(
+                "the writer's connection to Postgres broke; reconnecting (the writer lock is released)"
+            );
+            self.conn = None;
+        }
+    }
+
+    /// Under continuous writes SQLite's background checkpointer never catches up with the
+    /// head, so the WAL would never start over. Past the limit the writer finishes the
+    /// checkpoint itself between commits (PASSIVE: it never waits), so its next transaction
+    /// restarts the WAL.
+    async fn bound_wal(&mut self) {
+        let Some(wal) = &self.cfg.wal_path else {
+            return;
+        };
+        let wal_len = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+        if wal_len <= WAL_RESTART_BYTES {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if let Err(e) = conn
+            .exec()
+            .execute_plain("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+        {
+            tracing::warn!(error = %e, "WAL restart checkpoint failed; will retry");
+        }
+    }
+
+    async fn write_audit(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let key = self.cfg.key.clone();
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            // A standby stores its audit entries too; they join the chain under its lock.
+            None => return audit_log::append_now(&self.store, &key, entries).await,
+        };
+        let mut tx = conn.begin_write().await?;
+        audit_log::append(&mut tx.exec(), &key, entries).await?;
+        tx.commit().await
+    }
+
+    /// Writes and reads back the probe row: proves the store accepts writes right now.
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        let Some(conn) = self.writer_conn().await else {
+            return Err(StoreError::Connect(
+                "standby: another server holds the writer lock".into(),
+            ));
+        };
+        let now = format_time(&chrono::Utc::now());
+        let mut tx = conn.begin_write().await?;
+        tx.exec()
+            .execute(
+                &Query::insert()
+                    .into_table(HealthProbe::Table)
+                    .columns([HealthProbe::Id, HealthProbe::At])
+                    .values_panic([1i64.into(), now.clone().into()])
+                    .on_conflict(
+                        sea_query::OnConflict::column(HealthProbe::Id)
+                            .update_column(HealthProbe::At)
+                            .to_owned(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        tx.commit().await?;
+        let back = conn
+            .exec()
+            .fetch_optional(
+                &Query::select()
+                    .column(HealthProbe::At)
+                    .from(HealthProbe::Table)
+                    .and_where(Expr::col(HealthProbe::Id).eq(1))
+                    .to_owned(),
+            )
+            .await?
+            .map(|r| r.text("at"))
+            .transpose()?;
+        if back.as_deref() != Some(now.as_str()) {
+            return Err(StoreError::Corrupt {
+                seq: 0,
+                reason: "health probe read back a different value".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        let Some(file) = &self.cfg.checkpoint else {
+            return;
+        };
+        let cp = Checkpoint {
+            seq: self.head.seq,
+            link: chain::to_hex(&self.head.link),
+        };
+        if let Err(err) = file.write(&cp) {
+            tracing::warn!(error = %err, "could not write the chain checkpoint");
+        }
+    }
+
     /// Records the audit chain's head in the event log if it moved since the last checkpoint
     /// (or always, when `force`d: a consistent cut). Returns the audit entry id covered.
     async fn anchor_audit(&mut self, force: bool) -> Result<i64, StoreError> {
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        let audit_head = audit_log::head(&mut tx).await?;
-        if audit_head.id == self.anchored_audit_id && !force {
+        let (key, anchored, mut head) = (self.cfg.key.clone(), self.anchored_audit_id, self.head);
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(anchored);
+        };
+        let mut tx = conn.begin_write().await?;
+        let mut db = tx.exec();
+        audit_log::lock(&mut db).await?;
+        let audit_head = audit_log::head(&mut db).await?;
+        if audit_head.id == anchored && !force {
             tx.rollback().await?;
             return Ok(audit_head.id);
         }
         let anchor = audit_log::AuditAnchor {
             audit_id: audit_head.id,
             audit_link: chain::to_hex(&audit_head.link),
-            entries: audit_head.id - self.anchored_audit_id,
+            entries: audit_head.id - anchored,
         };
         let record = PreparedEvent::own(
             RecordType::AuditCheckpoint,
@@ -733,9 +704,8 @@ impl Committer {
             serde_json::to_value(&anchor).expect("an anchor always serialises"),
             &format_time(&chrono::Utc::now()),
         );
-        let mut head = self.head;
-        append_own(&mut tx, &self.cfg.key, &mut head, &record).await?;
-        chain_state::write_head(&mut tx, &self.cfg.key, &head).await?;
+        append_own(&mut db, &key, &mut head, &record).await?;
+        chain_state::write_head(&mut db, &key, &head).await?;
         tx.commit().await?;
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
@@ -745,80 +715,39 @@ impl Committer {
 
     /// Clears the bodies of the selected records and appends the receipt, in one transaction.
     async fn erase(&mut self, request: EraseRequest) -> Result<Erased, StoreError> {
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        let (column, value) = match &request.selector {
-            EraseSelector::TraceId(v) => ("trace_id", Some(v.as_str())),
-            EraseSelector::SessionId(v) => ("session_id", Some(v.as_str())),
-            EraseSelector::Agent(_) => ("agent", None),
-            EraseSelector::Seqs(_) => ("seq", None),
+        let (key, mut head) = (self.cfg.key.clone(), self.head);
+        let Some(conn) = self.writer_conn().await else {
+            return Err(StoreError::Connect(
+                "standby: another server holds the writer lock".into(),
+            ));
         };
-        let mut seqs: Vec<i64> = match &request.selector {
-            EraseSelector::Seqs(list) => {
-                let mut found = Vec::new();
-                for chunk in list.chunks(500) {
-                    let (sql, values) = Query::select()
-                        .column(Events::Seq)
-                        .from(Events::Table)
-                        .and_where(Expr::col(Events::Project).eq(request.project.as_str()))
-                        .and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()))
-                        .and_where(Expr::col(Events::Body).is_not_null())
-                        .build_sqlx(SqliteQueryBuilder);
-                    found.extend(
-                        sqlx::query_scalar_with::<_, i64, _>(sqlx::AssertSqlSafe(sql), values)
-                            .fetch_all(&mut *tx)
-                            .await?,
-                    );
-                }
-                found
-            }
-            EraseSelector::Agent(agent) => {
-                // Spans name their agent in the body; their violations follow their trace.
-                sqlx::query_scalar(
-                    "SELECT seq FROM events WHERE project = ?1 AND body IS NOT NULL AND (\
-                       (record_type IN ('span', 'guard') AND json_extract(body, '$.agent') = ?2) OR \
-                       (record_type IN ('violation', 'rule_error') AND json_extract(body, '$.agent') = ?2))",
-                )
-                .bind(&request.project)
-                .bind(agent)
-                .fetch_all(&mut *tx)
-                .await?
-            }
-            _ => {
-                let sql = format!(
-                    "SELECT seq FROM events WHERE project = ?1 AND {column} = ?2 AND body IS NOT NULL \
-                     AND record_type IN ('span', 'guard', 'violation', 'rule_error')"
-                );
-                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(&request.project)
-                    .bind(value)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-        };
+        let mut tx = conn.begin_write().await?;
+        let mut db = tx.exec();
+        let mut seqs = selected_seqs(&mut db, &request).await?;
         seqs.sort_unstable();
         seqs.dedup();
         for chunk in seqs.chunks(500) {
-            let (sql, values) = Query::update()
-                .table(Events::Table)
-                .value(Events::Body, Option::<String>::None)
-                .and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()))
-                .build_sqlx(SqliteQueryBuilder);
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-                .execute(&mut *tx)
-                .await?;
+            db.execute(
+                &Query::update()
+                    .table(Events::Table)
+                    .value(Events::Body, Option::<String>::None)
+                    .and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()))
+                    .to_owned(),
+            )
+            .await?;
         }
         let receipt = ErasureReceipt {
             receipt: "erasure".into(),
             project: request.project.clone(),
             requested_by: request.requested_by.clone(),
             at: format_time(&chrono::Utc::now()),
-            reason: request.reason.clone(),
+            reason: storable(&request.reason).into_owned(),
             selector_field: request.selector.field().into(),
             selector_pseudonym: match &request.selector {
                 EraseSelector::TraceId(v)
                 | EraseSelector::SessionId(v)
                 | EraseSelector::Agent(v) => {
-                    Some(self.cfg.key.selector_pseudonym(request.selector.field(), v))
+                    Some(key.selector_pseudonym(request.selector.field(), v))
                 }
                 EraseSelector::Seqs(_) => None,
             },
@@ -830,9 +759,8 @@ impl Committer {
             serde_json::to_value(&receipt).expect("a receipt always serialises"),
             &receipt.at,
         );
-        let mut head = self.head;
-        append_own(&mut tx, &self.cfg.key, &mut head, &record).await?;
-        chain_state::write_head(&mut tx, &self.cfg.key, &head).await?;
+        append_own(&mut db, &key, &mut head, &record).await?;
+        chain_state::write_head(&mut db, &key, &head).await?;
         tx.commit().await?;
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
@@ -843,110 +771,26 @@ impl Committer {
         })
     }
 
-    /// Takes a finished (committed or refused) batch out of the in-flight state.
-    fn release(&self, batch: &Evaluated) {
-        if !batch.claimed.is_empty() {
-            let mut ids = self
-                .shared
-                .in_flight_ids
-                .lock()
-                .expect("in-flight ids lock");
-            for key in &batch.claimed {
-                // A later generation may have claimed the same id again; that claim stays.
-                if ids.get(key) == Some(&batch.generation) {
-                    ids.remove(key);
-                }
-            }
-        }
-        self.shared
-            .in_flight_events
-            .send_modify(|n| *n = n.saturating_sub(batch.events));
-    }
-
-    /// Under continuous writes the background checkpointer never catches up with the head, so
-    /// the WAL would never start over and would grow without bound. Past the limit the writer
-    /// finishes the checkpoint itself between commits (no new frames can appear meanwhile; the
-    /// background pass already copied almost all), so its next transaction restarts the WAL.
-    /// PASSIVE never sleeps in SQLite's busy handler: if the background pass holds the lock,
-    /// this simply tries again after a later commit.
-    async fn bound_wal(&mut self) {
-        let wal_len = std::fs::metadata(&self.cfg.wal_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if wal_len <= WAL_RESTART_BYTES {
-            return;
-        }
-        let started = Instant::now();
-        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&mut self.conn)
-            .await
-        {
-            Ok((busy, pages, done)) => {
-                tracing::debug!(
-                    busy,
-                    pages,
-                    done,
-                    ms = started.elapsed().as_millis() as u64,
-                    "WAL restarted"
-                )
-            }
-            Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed; will retry"),
-        }
-    }
-
-    async fn write_audit(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        audit_log::append(&mut tx, &self.cfg.key, entries).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Writes and reads back the probe row: proves the store accepts writes right now.
-    async fn probe(&mut self) -> Result<(), StoreError> {
-        let now = format_time(&chrono::Utc::now());
-        let mut tx = self.conn.begin().await?;
-        sqlx::query("INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let back: String = sqlx::query_scalar("SELECT at FROM health_probe WHERE id = 1")
-            .fetch_one(&mut self.conn)
-            .await?;
-        if back != now {
-            return Err(StoreError::Corrupt {
-                seq: 0,
-                reason: "health probe read back a different value".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn write_checkpoint(&mut self) {
-        self.last_checkpoint = Instant::now();
-        let cp = Checkpoint {
-            seq: self.head.seq,
-            link: chain::to_hex(&self.head.link),
-        };
-        if let Err(err) = self.cfg.checkpoint.write(&cp) {
-            tracing::warn!(error = %err, "could not write the chain checkpoint");
-        }
-    }
-
-    /// Pass 3, in log order: positions, links and outcome records; then one transaction.
+    /// Positions, links and outcome records of a batch in log order; then one transaction.
     /// Takes the batch's outcomes (filled in with violations); on an error they are dropped,
     /// since every request then gets the error instead.
-    async fn commit(&mut self, batch: &mut Evaluated) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn commit(
+        &mut self,
+        batch: &mut EvaluatedBatch,
+    ) -> Result<(Vec<AppendOutcome>, Option<Committed>), StoreError> {
+        let key = self.cfg.key.clone();
         let mut head = self.head;
         let mut rows: Vec<(Cow<'_, PreparedEvent>, i64, Hash)> = Vec::new();
         let mut traces = TraceBatch::default();
         let mut violation_rows = Vec::new();
         let mut outcomes = std::mem::take(&mut batch.outcomes);
+        let publish = self.published.receiver_count() > 0;
+        let mut committed = Committed::default();
         for accepted in &batch.accepted {
             let ev = &batch.requests[accepted.request].events[accepted.event];
             let outcome = &mut outcomes[accepted.request];
             head.seq += 1;
-            head.link = self.cfg.key.link(&head.link, head.seq, &ev.digest);
+            head.link = key.link(&head.link, head.seq, &ev.digest);
             if let Some((trace_id, facts)) = &ev.facts {
                 traces.add(
                     &ev.project,
@@ -957,16 +801,28 @@ impl Committer {
                     },
                 );
             }
+            if publish {
+                committed.records.push(CommittedRecord {
+                    seq: head.seq,
+                    project: ev.project.clone(),
+                    record_type: ev.record_type.as_str(),
+                    trace_id: ev.trace_id.clone(),
+                    summary: span_summary(&ev.body),
+                });
+            }
             let cause_seq = head.seq;
             rows.push((Cow::Borrowed(ev), head.seq, head.link));
             for result in &accepted.results {
-                if let RuleOutcome::RuleError { rule_id, message } = result {
-                    metrics::counter!("audittrail_rule_errors_total", "rule" => rule_id.clone())
-                        .increment(1);
-                    tracing::warn!(rule = %rule_id, event_seq = cause_seq, error = %message, "rule failed on an event; recorded as rule_error");
-                    self.cfg.rules.record_rule_error(rule_id, message);
-                } else {
-                    metrics::counter!("audittrail_violations_total", "rule" => result.rule_id().to_owned()).increment(1);
+                match result {
+                    RuleOutcome::RuleError { rule_id, message } => {
+                        metrics::counter!("audittrail_rule_errors_total", "rule" => rule_id.clone())
+                            .increment(1);
+                        tracing::warn!(rule = %rule_id, event_seq = cause_seq, error = %message, "rule failed on an event; recorded as rule_error");
+                    }
+                    RuleOutcome::Violation { rule_id, .. } => {
+                        metrics::counter!("audittrail_violations_total", "rule" => rule_id.clone())
+                            .increment(1);
+                    }
                 }
                 let record = PreparedEvent::outcome(OutcomeRecord {
                     cause: ev,
@@ -974,144 +830,151 @@ impl Committer {
                     outcome: result,
                 });
                 head.seq += 1;
-                head.link = self.cfg.key.link(&head.link, head.seq, &record.digest);
+                head.link = key.link(&head.link, head.seq, &record.digest);
                 if let Some(row) = violations::row_from_body(head.seq, &record.body) {
+                    if publish {
+                        committed.records.push(CommittedRecord {
+                            seq: head.seq,
+                            project: record.project.clone(),
+                            record_type: record.record_type.as_str(),
+                            trace_id: record.trace_id.clone(),
+                            summary: serde_json::to_value(&row).unwrap_or(Value::Null),
+                        });
+                    }
                     outcome.violations.push(row.clone());
                     violation_rows.push((record.project.clone(), row));
                 }
                 rows.push((Cow::Owned(record), head.seq, head.link));
             }
         }
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        insert_records(&mut tx, &rows).await?;
+        let pending_audit = std::mem::take(&mut self.pending_audit);
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Connect("the writer lost its connection".into()))?;
+        let mut tx = conn.begin_write().await?;
+        let mut db = tx.exec();
+        insert_records(&mut db, &rows).await?;
         if !traces.is_empty() {
-            traces.write(&mut tx).await?;
+            traces.write(&mut db).await?;
         }
         if !violation_rows.is_empty() {
-            violations::insert(&mut tx, &violation_rows).await?;
+            violations::insert(&mut db, &violation_rows).await?;
         }
         // Audit entries that queued up ride along in the same transaction.
-        if !self.pending_audit.is_empty() {
-            audit_log::append(&mut tx, &self.cfg.key, &self.pending_audit).await?;
+        if !pending_audit.is_empty() {
+            audit_log::append(&mut db, &key, &pending_audit).await?;
         }
-        chain_state::write_head(&mut tx, &self.cfg.key, &head).await?;
+        chain_state::write_head(&mut db, &key, &head).await?;
         tx.commit().await?;
-        for (project, row) in &violation_rows {
-            self.cfg.alerts.offer(project, row);
-        }
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
-        Ok(outcomes)
+        committed.violations = violation_rows;
+        let committed = (publish || !committed.violations.is_empty()).then_some(committed);
+        Ok((outcomes, committed))
     }
+}
+
+/// The fields of a span a live view shows (never input or output).
+fn span_summary(body: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "event_id",
+        "span_id",
+        "parent_span_id",
+        "kind",
+        "name",
+        "agent",
+        "session_id",
+        "status",
+        "start_time",
+        "end_time",
+        "duration_ms",
+        "model",
+        "usage",
+    ] {
+        if let Some(v) = body.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// The positions an erasure selects: its project's span, guard and outcome records that still
+/// have a body.
+async fn selected_seqs(db: &mut Exec<'_>, request: &EraseRequest) -> Result<Vec<i64>, StoreError> {
+    let mut q = Query::select();
+    q.column(Events::Seq)
+        .from(Events::Table)
+        .and_where(Expr::col(Events::Project).eq(request.project.as_str()))
+        .and_where(Expr::col(Events::Body).is_not_null())
+        .and_where(Expr::col(Events::RecordType).is_in([
+            "span",
+            "guard",
+            "violation",
+            "rule_error",
+        ]));
+    let mut found = Vec::new();
+    match &request.selector {
+        EraseSelector::Seqs(list) => {
+            for chunk in list.chunks(500) {
+                let mut q = q.clone();
+                q.and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()));
+                for row in db.fetch_all(&q).await? {
+                    found.push(row.int("seq")?);
+                }
+            }
+            return Ok(found);
+        }
+        EraseSelector::TraceId(v) => q.and_where(Expr::col(Events::TraceId).eq(v.as_str())),
+        EraseSelector::SessionId(v) => q.and_where(Expr::col(Events::SessionId).eq(v.as_str())),
+        EraseSelector::Agent(v) => q.and_where(Expr::col(Events::Agent).eq(v.as_str())),
+    };
+    q.order_by(Events::Seq, Order::Asc);
+    for row in db.fetch_all(&q).await? {
+        found.push(row.int("seq")?);
+    }
+    Ok(found)
+}
+
+/// The audit entry id covered by the log's last audit checkpoint (0 if none).
+async fn last_audit_anchor(db: &mut Exec<'_>) -> Result<i64, StoreError> {
+    let q = Query::select()
+        .column(Events::Body)
+        .from(Events::Table)
+        .and_where(Expr::col(Events::RecordType).eq(RecordType::AuditCheckpoint.as_str()))
+        .order_by(Events::Seq, Order::Desc)
+        .limit(1)
+        .to_owned();
+    let body = db
+        .fetch_optional(&q)
+        .await?
+        .map(|r| r.opt_text("body"))
+        .transpose()?;
+    Ok(body
+        .flatten()
+        .and_then(|b| serde_json::from_str::<audit_log::AuditAnchor>(&b).ok())
+        .map(|a| a.audit_id)
+        .unwrap_or(0))
 }
 
 /// Appends one record the writer itself makes (receipt, checkpoint) at the head.
 async fn append_own(
-    conn: &mut SqliteConnection,
+    db: &mut Exec<'_>,
     key: &ChainKey,
     head: &mut Head,
     record: &PreparedEvent,
 ) -> Result<(), StoreError> {
     head.seq += 1;
     head.link = key.link(&head.link, head.seq, &record.digest);
-    insert_records(conn, &[(Cow::Borrowed(record), head.seq, head.link)]).await
-}
-
-/// Client-chosen ids among `events` that the log already holds (an SDK retrying a batch).
-async fn existing_ids<'a>(
-    conn: &mut SqliteConnection,
-    events: impl Iterator<Item = &'a PreparedEvent>,
-) -> Result<HashSet<(&'a str, &'a str)>, StoreError> {
-    let mut found = HashSet::new();
-    let mut by_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for ev in events {
-        by_project
-            .entry(&ev.project)
-            .or_default()
-            .push(&ev.event_id);
-    }
-    for (project, ids) in by_project {
-        for chunk in ids.chunks(500) {
-            let (sql, values) = Query::select()
-                .column(Events::EventId)
-                .from(Events::Table)
-                .and_where(Expr::col(Events::Project).eq(project))
-                .and_where(Expr::col(Events::EventId).is_in(chunk.iter().copied()))
-                .build_sqlx(SqliteQueryBuilder);
-            for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                let id: String = row.try_get(0)?;
-                if let Some(known) = chunk.iter().find(|c| **c == id) {
-                    found.insert((project, *known));
-                }
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Makes sure the running totals hold the trace and session of every event, rebuilding the
-/// missing ones from the log (after a restart or an eviction), so rule evaluation sees the
-/// totals a full replay of the log would. One query per project and column for the batch.
-async fn load_totals<'a>(
-    conn: &mut SqliteConnection,
-    totals: &mut RunningTotals,
-    events: impl Iterator<Item = &'a PreparedEvent>,
-) -> Result<(), StoreError> {
-    let mut traces: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut sessions: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for ev in events {
-        // Touching held entries keeps them among the newest, so the seeding below (which may
-        // evict the oldest eighth) cannot drop totals this batch is about to read.
-        if !totals.touch_trace(&ev.project, &ev.trace_id) {
-            traces.entry(&ev.project).or_default().insert(&ev.trace_id);
-        }
-        if let Some(session) = ev
-            .session_id
-            .as_deref()
-            .filter(|s| !totals.touch_session(&ev.project, s))
-        {
-            sessions.entry(&ev.project).or_default().insert(session);
-        }
-    }
-    for (project, ids) in traces {
-        for (id, t) in history::rebuild(
-            conn,
-            project,
-            Events::TraceId,
-            &ids,
-            None,
-            TraceTotals::apply,
-        )
-        .await?
-        {
-            totals.seed_trace(project, id, t);
-        }
-    }
-    for (project, ids) in sessions {
-        let rebuilt = history::rebuild(
-            conn,
-            project,
-            Events::SessionId,
-            &ids,
-            None,
-            SessionTotals::apply,
-        )
-        .await?;
-        for (id, t) in rebuilt {
-            totals.seed_session(project, id, t);
-        }
-    }
-    Ok(())
+    insert_records(db, &[(Cow::Borrowed(record), head.seq, head.link)]).await
 }
 
 async fn insert_records(
-    conn: &mut SqliteConnection,
+    db: &mut Exec<'_>,
     rows: &[(Cow<'_, PreparedEvent>, i64, Hash)],
 ) -> Result<(), StoreError> {
-    // 11 columns x 300 rows stays well under SQLite's 32,766 bound parameters.
+    // 12 columns x 300 rows stays well under SQLite's 32,766 and Postgres' 65,535 parameters.
     for chunk in rows.chunks(300) {
         let mut q = Query::insert();
         q.into_table(Events::Table).columns([
@@ -1121,6 +984,7 @@ async fn insert_records(
             Events::RecordType,
             Events::TraceId,
             Events::SessionId,
+            Events::Agent,
             Events::EventTime,
             Events::RecordedAt,
             Events::Body,
@@ -1135,6 +999,7 @@ async fn insert_records(
                 ev.record_type.as_str().into(),
                 ev.trace_id.clone().into(),
                 ev.session_id.clone().into(),
+                ev.agent.as_deref().map(|a| storable(a).into_owned()).into(),
                 ev.event_time.clone().into(),
                 ev.recorded_at.clone().into(),
                 ev.body_text.clone().into(),
@@ -1142,10 +1007,7 @@ async fn insert_records(
                 chain::to_hex(link).into(),
             ]);
         }
-        let (sql, values) = q.build_sqlx(SqliteQueryBuilder);
-        sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-            .execute(&mut *conn)
-            .await?;
+        db.execute(&q).await?;
     }
     Ok(())
 }

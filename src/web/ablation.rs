@@ -146,8 +146,10 @@ async fn start(
                 tracing::error!(error = %e, "ablation job: no job connection");
                 "the store is unavailable; retry later".to_owned()
             })?;
-            let until = history::head_seq(&mut conn).await.map_err(internal)?;
-            let total = history::count_project_records(&mut conn, &job_project, until)
+            let until = history::head_seq(&mut conn.exec())
+                .await
+                .map_err(internal)?;
+            let total = history::count_project_records(&mut conn.exec(), &job_project, until)
                 .await
                 .map_err(internal)?;
             progress.total.store(total, Ordering::Relaxed);

@@ -51,7 +51,7 @@ async fn list(
         result: p.result,
         projects: principal.scope(),
     };
-    let (entries, next) = audit::list(&state.store.readers, &filter, cursor, limit)
+    let (entries, next) = audit::list(&state.store, &filter, cursor, limit)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(

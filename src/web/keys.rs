@@ -16,6 +16,7 @@ use crate::auth::keys::{self, KeyError, KeySpec};
 use crate::auth::permission::Permission;
 use crate::auth::policy::{self, Denial};
 use crate::ingest::body::{parse_json, read_limited};
+use crate::store::keys as store_keys;
 
 /// Key-management bodies are small.
 const MAX_BODY: usize = 16 * 1024;
@@ -55,7 +56,12 @@ async fn bootstrap(State(state): State<AppState>, req: Request) -> Result<Respon
         .map(|c| c.0.ip());
     let source_ip = state
         .auth
-        .client_ip(peer, req.headers())
+        .client_ip(
+            peer,
+            req.headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+        )
         .map(|i| i.to_string());
     let body = read_limited(req.into_body(), MAX_BODY).await?;
     let name = if body.is_empty() {
@@ -74,7 +80,7 @@ async fn bootstrap(State(state): State<AppState>, req: Request) -> Result<Respon
         }
     };
     let name = state.pipeline.redaction.lookup_text("name", &name);
-    let result = keys::bootstrap(&state.store, &name).await;
+    let result = store_keys::bootstrap(&state.store, &name).await;
     let mut e = AuditEntry::new(
         "key_management",
         "keys.bootstrap",
@@ -95,7 +101,9 @@ async fn list(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.list")?;
-    let all = keys::list(&state.store.readers).await.map_err(key_error)?;
+    let all = store_keys::list(&state.store)
+        .await
+        .map_err(ApiError::internal)?;
     // A key sees only the keys within its own projects and permissions.
     let visible: Vec<_> = all
         .into_iter()
@@ -192,7 +200,9 @@ async fn create(
         expires_at.as_deref(),
     )
     .map_err(|d| refuse(&principal, "keys.create", None, d))?;
-    let issued = keys::create(&state.store, &spec).await.map_err(key_error)?;
+    let issued = store_keys::create(&state.store, &spec)
+        .await
+        .map_err(key_error)?;
     let mut e = principal.entry("key_management", "keys.create", "success");
     e.resource = Some(issued.record.id.clone());
     e.metadata = json!({ "name": issued.record.name, "projects": issued.record.projects, "permissions": issued.record.permissions });
@@ -207,9 +217,9 @@ async fn administered_key(
     id: &str,
     operation: &str,
 ) -> Result<(), ApiError> {
-    let found = keys::find(&state.store.readers, id)
+    let found = store_keys::find(&state.store, id)
         .await
-        .map_err(key_error)?;
+        .map_err(ApiError::internal)?;
     let Some((target, _)) = found else {
         return Err(ApiError::not_found("no such key"));
     };
@@ -224,7 +234,9 @@ async fn rotate(
 ) -> Result<Response, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.rotate")?;
     administered_key(&state, &principal, &id, "keys.rotate").await?;
-    let issued = keys::rotate(&state.store, &id).await.map_err(key_error)?;
+    let issued = store_keys::rotate(&state.store, &id)
+        .await
+        .map_err(key_error)?;
     state.auth.evict(&id);
     let mut e = principal.entry("key_management", "keys.rotate", "success");
     e.resource = Some(id);
@@ -239,7 +251,9 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.revoke")?;
     administered_key(&state, &principal, &id, "keys.revoke").await?;
-    let rec = keys::revoke(&state.store, &id).await.map_err(key_error)?;
+    let rec = store_keys::revoke(&state.store, &id)
+        .await
+        .map_err(key_error)?;
     state.auth.evict(&id);
     let mut e = principal.entry("key_management", "keys.revoke", "success");
     e.resource = Some(id);

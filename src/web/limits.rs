@@ -37,7 +37,11 @@ impl KeyExtractor for CallerKey {
     type Key = Caller;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<Caller, GovernorError> {
-        if let Some(token) = crate::auth::presented_token(req.headers()) {
+        let authorization = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(token) = crate::auth::presented_token(authorization) {
             let d = Sha256::digest(token.as_bytes());
             let mut k = [0u8; 16];
             k.copy_from_slice(&d[..16]);

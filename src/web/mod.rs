@@ -10,6 +10,7 @@ pub mod keys;
 pub mod limits;
 pub mod ops;
 pub mod params;
+pub mod principal;
 pub mod rules;
 pub mod traces;
 
@@ -40,7 +41,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub resolved: Arc<Resolved>,
     pub store: Store,
+    /// The store's writer (erasure, probes, the committed stream).
     pub writer: WriterHandle,
+    /// The append path's door (the evaluation stage in front of the writer).
+    pub appender: crate::pipeline::Appender,
     pub pipeline: Arc<Pipeline>,
     pub rules: Arc<LiveRules>,
     pub auth: Arc<Authenticator>,

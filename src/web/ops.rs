@@ -75,7 +75,7 @@ impl HealthFacts {
             writer_healthy: state.writer.status.healthy(),
             rules_loaded: state.rules.current().rules().len(),
             rule_errors: state.rules.problems().len(),
-            queue_nearly_full: state.writer.queue_free() * 10 < state.config.writer_queue,
+            queue_nearly_full: state.appender.queue_free() * 10 < state.config.writer_queue,
             redaction_enabled: state.pipeline.redaction.enabled(),
         }
     }
@@ -140,9 +140,11 @@ async fn health_deep(
                 "readable": facts.db_readable,
                 "writable": facts.writer_healthy,
                 "write_probe": probe.err().unwrap_or_else(|| "ok".into()),
-                "path": state.store.path().display().to_string(),
+                "backend": state.store.backend().name(),
+                "database": state.store.describe(),
+                "standby": state.writer.status.standby(),
                 "head_seq": state.writer.status.head_seq(),
-                "queue_free": state.writer.queue_free(),
+                "queue_free": state.appender.queue_free(),
             },
             "rules": {
                 "loaded": rules.rules().iter().map(|r| r.id()).collect::<Vec<_>>(),

@@ -33,7 +33,7 @@ async fn list_rules(
 ) -> Result<Json<Value>, ApiError> {
     let project = principal.authorize(Permission::RulesRead, "rules.list")?;
     let set = state.rules.current();
-    let stats = violations::rule_stats(&state.store.readers, &project)
+    let stats = violations::rule_stats(&state.store, &project)
         .await
         .map_err(ApiError::internal)?;
     let runtime = state.rules.last_errors();
@@ -115,7 +115,7 @@ async fn list_violations(
         to,
         outcome: p.outcome,
     };
-    let (items, next) = violations::list(&state.store.readers, &project, &filter, cursor, limit)
+    let (items, next) = violations::list(&state.store, &project, &filter, cursor, limit)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(
@@ -134,7 +134,7 @@ async fn evaluate(
     let body = parse_json(&bytes)?;
     let outcome = state
         .pipeline
-        .guard(&state.writer, &project, body)
+        .guard(&state.appender, &project, body)
         .await
         .map_err(ingest_error)?;
     let outcomes: Vec<RuleOutcome> = outcome.violations.iter().filter_map(to_outcome).collect();

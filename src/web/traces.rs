@@ -64,15 +64,9 @@ async fn list(
         from,
         to,
     };
-    let (items, next) = query::list_traces(
-        &state.store.readers,
-        &project,
-        &filter,
-        cursor.as_ref(),
-        limit,
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let (items, next) = query::list_traces(&state.store, &project, &filter, cursor.as_ref(), limit)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(
         json!({ "traces": items, "next_cursor": next.map(|c| c.encode()) }),
     ))
@@ -85,7 +79,7 @@ async fn one(
 ) -> Result<Json<Value>, ApiError> {
     let project = principal.authorize(Permission::TracesRead, "traces.get")?;
     let trace_id = state.pipeline.redaction.lookup_id("trace_id", &trace_id);
-    let found = query::get_trace(&state.store.readers, &project, &trace_id, MAX_SPANS)
+    let found = query::get_trace(&state.store, &project, &trace_id, MAX_SPANS)
         .await
         .map_err(ApiError::internal)?;
     let Some((summary, spans)) = found else {

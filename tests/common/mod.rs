@@ -313,10 +313,17 @@ pub fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
 /// Runs SQL on a database file with the `sqlite3` command-line shell (as an attacker with
 /// write access to the file would), panicking if it fails.
 pub fn sqlite3(db: &Path, sql: &str) -> String {
+    // BEGIN IMMEDIATE takes the write lock first (waiting up to the timeout), so a server
+    // committing meanwhile never makes the statement fail on a stale snapshot.
+    let sql = if sql.trim_start().to_ascii_uppercase().starts_with("SELECT") {
+        sql.to_owned()
+    } else {
+        format!("BEGIN IMMEDIATE; {sql}; COMMIT;")
+    };
     let out = std::process::Command::new("sqlite3")
         .args(["-cmd", ".timeout 10000"])
         .arg(db)
-        .arg(sql)
+        .arg(&sql)
         .output()
         .expect("the sqlite3 shell is installed (scripts/test.sh installs it)");
     assert!(

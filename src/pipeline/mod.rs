@@ -1,4 +1,5 @@
-//! The one place the stages are wired: normalize → redact → (evaluate) → append.
+//! The one place the stages are wired: normalize → redact → evaluate ([`evaluate`]) → append
+//! (the store's writer).
 //!
 //! Doors (HTTP, WebSocket, OTLP) decode their wire format into JSON values or [`TraceEvent`]s
 //! and hand them here; nothing after this point knows which door an event came in by.
@@ -11,7 +12,11 @@ use crate::event::{self, FieldError, Limits, SpanKind, TraceEvent, format_time};
 use crate::ingest::pricing::PriceTable;
 use crate::redact::RedactionStage;
 use crate::redact::event::RedactedEvent;
-use crate::store::{AppendError, AppendOutcome, PreparedEvent, WriterHandle};
+use crate::store::{AppendError, AppendOutcome, PreparedEvent};
+
+pub mod evaluate;
+
+pub use evaluate::Appender;
 
 /// At most this many field errors are reported for one batch.
 const MAX_REPORTED_ERRORS: usize = 50;
@@ -123,7 +128,7 @@ impl Pipeline {
     /// The whole path for one native batch; resolves once the events are durable.
     pub async fn ingest(
         &self,
-        writer: &WriterHandle,
+        writer: &Appender,
         project: &str,
         body: Value,
         door: &'static str,
@@ -135,7 +140,7 @@ impl Pipeline {
     /// Redacts, prepares and appends already-validated events (doors with their own decoding).
     pub async fn ingest_events(
         &self,
-        writer: &WriterHandle,
+        writer: &Appender,
         project: &str,
         events: Vec<TraceEvent>,
         door: &'static str,
@@ -188,7 +193,7 @@ impl Pipeline {
     /// toward trace totals). Ids and times the agent left out are filled in.
     pub async fn guard(
         &self,
-        writer: &WriterHandle,
+        writer: &Appender,
         project: &str,
         body: Value,
     ) -> Result<AppendOutcome, IngestError> {
