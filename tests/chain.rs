@@ -8,17 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TEST_SECRET, base_args, batch, binary, cli, copy_dir, event, spawn_app};
+use common::{TEST_SECRET, base_args, batch, binary, cli, copy_dir, db_sql, event, spawn_app};
 use serde_json::json;
-use sqlx::{ConnectOptions, Row, SqliteConnection};
-
-async fn conn(dir: &Path) -> SqliteConnection {
-    sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.join("audittrail.db"))
-        .connect()
-        .await
-        .unwrap()
-}
 
 /// A log of 30 span records over 3 traces, written by the real server, stopped cleanly.
 async fn populated_log() -> tempfile::TempDir {
@@ -87,12 +78,7 @@ async fn verify_names_the_first_tampered_record() {
     ];
     for (what, sql, expected) in cases {
         let copy = copy_dir(original.path());
-        let mut c = conn(copy.path()).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        drop(c);
+        db_sql(copy.path(), sql);
         let out = cli(copy.path(), &["verify"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
@@ -129,39 +115,12 @@ async fn verify_names_the_first_tampered_record() {
 #[tokio::test]
 async fn replay_rebuilds_identical_trace_summaries() {
     let dir = populated_log().await;
-    let snapshot = |rows: Vec<sqlx::sqlite::SqliteRow>| -> Vec<String> {
-        rows.iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| {
-                        r.try_get::<Option<String>, _>(i)
-                            .ok()
-                            .flatten()
-                            .or_else(|| {
-                                r.try_get::<Option<i64>, _>(i)
-                                    .ok()
-                                    .flatten()
-                                    .map(|n| n.to_string())
-                            })
-                            .unwrap_or_default()
-                    })
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect()
-    };
-    let q = "SELECT * FROM traces ORDER BY project, trace_id";
-    let before = snapshot(
-        sqlx::query(q)
-            .fetch_all(&mut conn(dir.path()).await)
-            .await
-            .unwrap(),
-    );
-    assert_eq!(before.len(), 3);
-    sqlx::query("UPDATE traces SET span_count = 999, cost_nanos = 0")
-        .execute(&mut conn(dir.path()).await)
-        .await
-        .unwrap();
+    // Rows as `a|b|c` lines, NULL empty: the same text from the sqlite3 shell and from psql.
+    let q = "SELECT project, trace_id, agent, session_id, start_time, end_time, span_count, \
+             error_count, input_tokens, output_tokens, cost_nanos, last_seq FROM traces ORDER BY project, trace_id";
+    let before = db_sql(dir.path(), q);
+    assert_eq!(before.lines().count(), 3, "{before}");
+    db_sql(dir.path(), "UPDATE traces SET span_count = 999, cost_nanos = 0");
     let out = cli(dir.path(), &["replay"]);
     assert!(
         out.status.success(),
@@ -172,12 +131,7 @@ async fn replay_rebuilds_identical_trace_summaries() {
         String::from_utf8_lossy(&out.stdout)
             .contains("rebuilt 3 trace summaries from 30 span records and")
     );
-    let after = snapshot(
-        sqlx::query(q)
-            .fetch_all(&mut conn(dir.path()).await)
-            .await
-            .unwrap(),
-    );
+    let after = db_sql(dir.path(), q);
     assert_eq!(before, after);
     assert!(
         cli(dir.path(), &["verify"]).status.success(),
@@ -245,14 +199,10 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
 
     let mut server = start(dir.path());
     common::wait_ready(&base).await;
-    let mut c = conn(dir.path()).await;
-    let stored: std::collections::HashSet<String> =
-        sqlx::query_scalar("SELECT event_id FROM events")
-            .fetch_all(&mut c)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let stored: std::collections::HashSet<String> = db_sql(dir.path(), "SELECT event_id FROM events")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(
         missing.is_empty(),

@@ -145,15 +145,12 @@ async fn ten_ablation_jobs_at_once_leave_the_service_answering() {
     app.stop().await;
 }
 
-// Multi-threaded: the server keeps running while this thread waits for the sqlite3 shell.
+// Multi-threaded: the server keeps running while this thread waits for the database shell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_error_while_checking_a_key_is_a_503_never_a_401() {
     let app = spawn_app().await;
     let fresh = key(&app, &["p"], &["traces:read"]).await;
-    common::sqlite3(
-        &app.db_path(),
-        "ALTER TABLE api_keys RENAME TO api_keys_away",
-    );
+    app.sql("ALTER TABLE api_keys RENAME TO api_keys_away");
     let resp = client_with_key(&fresh)
         .get(app.url("/api/v1/traces"))
         .send()
@@ -163,10 +160,7 @@ async fn a_database_error_while_checking_a_key_is_a_503_never_a_401() {
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "auth_unavailable");
-    common::sqlite3(
-        &app.db_path(),
-        "ALTER TABLE api_keys_away RENAME TO api_keys",
-    );
+    app.sql("ALTER TABLE api_keys_away RENAME TO api_keys");
     let (status, _) = json_response(
         client_with_key(&fresh)
             .get(app.url("/api/v1/traces"))

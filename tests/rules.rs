@@ -635,18 +635,20 @@ async fn concurrent_appends_see_exact_running_totals() {
 /// evaluated against the failed batch) or accepted with totals that leave the failed events out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_leaves_no_trace_in_later_totals() {
-    use sqlx::Connection;
     let app = spawn_in(tempfile::tempdir().unwrap(), &[]).await;
-    let url = format!("sqlite://{}", app.db_path().display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.body LIKE '%POISON-PILL%' \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
+    if common::postgres() {
+        app.sql(
+            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+               IF NEW.body LIKE '%POISON-PILL%' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison()",
+        );
+    } else {
+        app.sql(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.body LIKE '%POISON-PILL%' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        );
+    }
     let mut refused = 0;
     for k in 0..12 {
         let trace = format!("fail-{k}");

@@ -157,7 +157,7 @@ async fn bootstrap_works_once_and_keys_live_their_whole_life() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_get_401_with_a_clear_message() {
     let app = spawn_app().await;
     let anon = common::client();
@@ -182,19 +182,9 @@ async fn bad_credentials_get_401_with_a_clear_message() {
     }
     // Expired: the key's expiry passed before its first use.
     let (id, key) = create_key(&app, &["p"], &["traces:read"]).await;
-    let mut conn = {
-        use sqlx::ConnectOptions;
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(app.db_path())
-            .connect()
-            .await
-            .unwrap()
-    };
-    sqlx::query("UPDATE api_keys SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = ?")
-        .bind(&id)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    app.sql(&format!(
+        "UPDATE api_keys SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = '{id}'"
+    ));
     let (status, body) = call(
         &client_with_key(&key),
         "GET",

@@ -1,6 +1,6 @@
 //! The trust promises, tried as an adversary would: a lesser key against stronger keys, and
-//! someone with write access to the database file (edits made with the `sqlite3` shell while
-//! the server is stopped) against `audittrail verify`.
+//! someone with write access to the database (edits made with the `sqlite3` shell, or `psql`
+//! on Postgres, while the server is stopped) against `audittrail verify`.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use audittrail::store::receipt::{EraseRequest, EraseSelector};
 use common::{
-    TestApp, batch, cli, client_with_key, copy_dir, event, json_response, spawn_app, sqlite3,
+    TestApp, batch, cli, client_with_key, copy_dir, event, json_response, spawn_app, db_sql,
 };
 use serde_json::{Value, json};
 
@@ -271,8 +271,8 @@ async fn verify_refuses_a_body_deleted_without_an_erasure_receipt() {
     assert!(out.contains("0 erased record(s)"), "{out}");
 
     let copy = copy_dir(dir.path());
-    sqlite3(
-        &copy.path().join("audittrail.db"),
+    db_sql(
+        copy.path(),
         &format!("UPDATE events SET body = NULL WHERE seq = {violation_seq}"),
     );
     let (code, _, err) = verify(copy.path());
@@ -312,14 +312,13 @@ async fn an_erasure_is_a_receipt_in_the_log_that_verify_accepts_and_checks() {
     assert!(!pseudonym.contains("t1") && pseudonym.len() == 64);
     let receipt_seq = erased.receipt_seq;
     let dir = app.stop().await;
-    let db = dir.path().join("audittrail.db");
-    let stored = sqlite3(
-        &db,
+    let stored = db_sql(
+        dir.path(),
         &format!("SELECT body FROM events WHERE seq = {receipt_seq}"),
     );
     assert!(stored.contains("data subject request #42"), "{stored}");
     assert_eq!(
-        sqlite3(&db, "SELECT COUNT(*) FROM events WHERE body IS NULL"),
+        db_sql(dir.path(), "SELECT COUNT(*) FROM events WHERE body IS NULL"),
         "5"
     );
     let (code, out, err) = verify(dir.path());
@@ -331,8 +330,8 @@ async fn an_erasure_is_a_receipt_in_the_log_that_verify_accepts_and_checks() {
 
     // Another missing body is still tampering, receipt or not.
     let copy = copy_dir(dir.path());
-    sqlite3(
-        &copy.path().join("audittrail.db"),
+    db_sql(
+        copy.path(),
         "UPDATE events SET body = NULL WHERE seq = 6",
     );
     let (code, _, err) = verify(copy.path());
@@ -341,9 +340,8 @@ async fn an_erasure_is_a_receipt_in_the_log_that_verify_accepts_and_checks() {
 
     // Stretching the receipt to cover it is an edit of the receipt.
     let copy = copy_dir(dir.path());
-    let db = copy.path().join("audittrail.db");
-    sqlite3(
-        &db,
+    db_sql(
+        copy.path(),
         &format!(
             "UPDATE events SET body = NULL WHERE seq = 6; \
              UPDATE events SET body = replace(body, '[1,2,3,4,5]', '[1,2,3,4,5,6]') WHERE seq = {receipt_seq}"
@@ -358,9 +356,8 @@ async fn an_erasure_is_a_receipt_in_the_log_that_verify_accepts_and_checks() {
 
     // A receipt inserted by hand (copied from the real one) does not chain.
     let copy = copy_dir(dir.path());
-    let db = copy.path().join("audittrail.db");
-    sqlite3(
-        &db,
+    db_sql(
+        copy.path(),
         &format!(
             "UPDATE events SET body = NULL WHERE seq = 6; \
              INSERT INTO events (seq, project, event_id, record_type, trace_id, event_time, recorded_at, body, digest, link) \
@@ -377,8 +374,8 @@ async fn verify_refuses_a_forged_chain_base() {
     let (dir, _) = log_with_a_violation().await;
     for (what, tag) in [("no tag", "NULL"), ("a made-up tag", "link")] {
         let copy = copy_dir(dir.path());
-        sqlite3(
-            &copy.path().join("audittrail.db"),
+        db_sql(
+            copy.path(),
             &format!(
                 "INSERT INTO chain_base (id, seq, link, tag) SELECT 1, seq, link, {tag} FROM events WHERE seq = 3; \
                  DELETE FROM events WHERE seq <= 3"
@@ -395,8 +392,7 @@ async fn the_database_file_alone_verifies_and_detects_a_cut_tail() {
     let (dir, _) = log_with_a_violation().await;
     // Restore only the database file into an empty data directory.
     let restored = tempfile::tempdir().unwrap();
-    let db = restored.path().join("audittrail.db");
-    std::fs::copy(dir.path().join("audittrail.db"), &db).unwrap();
+    common::copy_database(dir.path(), restored.path());
     let (code, out, err) = verify(restored.path());
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
@@ -404,8 +400,11 @@ async fn the_database_file_alone_verifies_and_detects_a_cut_tail() {
         "{out}"
     );
 
-    let last = sqlite3(&db, "SELECT MAX(seq) FROM events");
-    sqlite3(&db, &format!("DELETE FROM events WHERE seq = {last}"));
+    let last = db_sql(restored.path(), "SELECT MAX(seq) FROM events");
+    db_sql(
+        restored.path(),
+        &format!("DELETE FROM events WHERE seq = {last}"),
+    );
     let (code, _, err) = verify(restored.path());
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("removed from the tail"), "{err}");
@@ -413,6 +412,10 @@ async fn the_database_file_alone_verifies_and_detects_a_cut_tail() {
 
 #[tokio::test]
 async fn a_database_restored_beside_a_newer_checkpoint_file_is_not_called_tampered() {
+    if common::postgres() {
+        // The checkpoint file beside the database exists only for SQLite.
+        return;
+    }
     let (dir, _) = log_with_a_violation().await;
     let backup = copy_dir(dir.path());
     let app = common::spawn_in(dir, &[]).await;
@@ -467,8 +470,11 @@ async fn verify_detects_edits_to_the_security_audit_log() {
     assert!(out.contains("audit log: 7 entries chained"), "{out}");
 
     // The triggers are no protection against someone holding the file: drop them, then edit.
-    let unprotect =
-        "DROP TRIGGER audit_log_append_only_update; DROP TRIGGER audit_log_append_only_delete;";
+    let unprotect = if common::postgres() {
+        "DROP TRIGGER audit_log_append_only ON audit_log;"
+    } else {
+        "DROP TRIGGER audit_log_append_only_update; DROP TRIGGER audit_log_append_only_delete;"
+    };
     let cases = [
         (
             "an entry deleted",
@@ -488,8 +494,8 @@ async fn verify_detects_edits_to_the_security_audit_log() {
     ];
     for (what, sql, expected) in cases {
         let copy = copy_dir(dir.path());
-        sqlite3(
-            &copy.path().join("audittrail.db"),
+        db_sql(
+            copy.path(),
             &format!("{unprotect} {sql}"),
         );
         let (code, _, err) = verify(copy.path());

@@ -25,16 +25,69 @@ pub struct TestApp {
 
 pub const TEST_SECRET: &str = "test-secret-key-0123456789abcdef0123456789";
 
+/// Whether this run tests the Postgres backend (`AUDITTRAIL_TEST_BACKEND=postgres`, set by
+/// `scripts/test.sh` for its second pass); otherwise SQLite.
+pub fn postgres() -> bool {
+    std::env::var("AUDITTRAIL_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The Postgres server the tests use (trust auth on the test machines).
+fn pg_server() -> String {
+    std::env::var("AUDITTRAIL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The database of a data directory on Postgres: one per directory, named from its path under
+/// the run's prefix, so runs and tests never share one (`scripts/test.sh` drops them after).
+pub fn pg_database(dir: &Path) -> String {
+    let prefix = std::env::var("AUDITTRAIL_TEST_PG_PREFIX").unwrap_or_else(|_| "at_test".into());
+    // FNV-1a of the path: short, stable, collision-free enough for one run.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in dir.display().to_string().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{prefix}_{h:016x}")
+}
+
+/// Runs SQL with `psql` on `database` (`postgres` for server-wide statements).
+fn psql(database: &str, sql: &str) -> std::process::Output {
+    std::process::Command::new("psql")
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(format!("{}/{database}", pg_server()))
+        .args(["-c", sql])
+        .output()
+        .expect("psql is installed (scripts/test.sh installs it)")
+}
+
+/// Creates the directory's Postgres database unless it exists.
+fn ensure_pg_database(dir: &Path) -> String {
+    let name = pg_database(dir);
+    let out = psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("already exists"),
+        "cannot create database {name} (is Postgres running?): {err}"
+    );
+    name
+}
+
+/// The `DATABASE_URL` of a data directory for the backend under test.
+pub fn database_url(dir: &Path) -> String {
+    if postgres() {
+        format!("{}/{}", pg_server(), ensure_pg_database(dir))
+    } else {
+        format!("sqlite:///{}", dir.join("audittrail.db").display())
+    }
+}
+
 /// Arguments that pin every setting a test depends on, so the caller's environment
 /// (DATABASE_URL, AUDITTRAIL_*) cannot leak in.
 pub fn base_args(dir: &Path) -> Vec<String> {
-    let db = dir.join("audittrail.db");
     vec![
         "audittrail".into(),
         "--data-dir".into(),
         dir.display().to_string(),
         "--database-url".into(),
-        format!("sqlite:///{}", db.display()),
+        database_url(dir),
         "--secret-key".into(),
         TEST_SECRET.into(),
         "--rules-dir".into(),
@@ -164,6 +217,11 @@ impl TestApp {
 
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("audittrail.db")
+    }
+
+    /// Runs SQL on this server's database behind its back (see [`db_sql`]).
+    pub fn sql(&self, sql: &str) -> String {
+        db_sql(self.dir.path(), sql)
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -310,6 +368,29 @@ pub fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("run audittrail")
 }
 
+/// Runs SQL on the database of data directory `dir` as an attacker with write access to it
+/// would — the `sqlite3` shell on the SQLite file, `psql` on Postgres — in one transaction,
+/// panicking if it fails. Returns what a SELECT printed.
+pub fn db_sql(dir: &Path, sql: &str) -> String {
+    if postgres() {
+        let out = psql(&pg_database(dir), &format!("BEGIN; {sql}; COMMIT;"));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // psql prints the command tags of BEGIN and COMMIT around the rows.
+        return String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !matches!(*l, "BEGIN" | "COMMIT"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+            .to_owned();
+    }
+    sqlite3(&dir.join("audittrail.db"), sql)
+}
+
 /// Runs SQL on a database file with the `sqlite3` command-line shell (as an attacker with
 /// write access to the file would), panicking if it fails.
 pub fn sqlite3(db: &Path, sql: &str) -> String {
@@ -334,7 +415,8 @@ pub fn sqlite3(db: &Path, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A copy of every file of `src` in a new temporary directory.
+/// A copy of every file of `src` in a new temporary directory — and, on Postgres, of its
+/// database (the server using it must be stopped).
 pub fn copy_dir(src: &Path) -> tempfile::TempDir {
     let dst = tempfile::tempdir().expect("tempdir");
     for entry in std::fs::read_dir(src).expect("read dir") {
@@ -343,5 +425,28 @@ pub fn copy_dir(src: &Path) -> tempfile::TempDir {
             std::fs::copy(entry.path(), dst.path().join(entry.file_name())).expect("copy");
         }
     }
+    if postgres() {
+        copy_database(src, dst.path());
+    }
     dst
+}
+
+/// Copies only the database of `src` to the data directory `dst` (a restore of the database
+/// alone): the SQLite file, or a Postgres database made from the other as a template.
+pub fn copy_database(src: &Path, dst: &Path) {
+    if postgres() {
+        let (from, to) = (pg_database(src), pg_database(dst));
+        let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS \"{to}\""));
+        let out = psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{to}\" TEMPLATE \"{from}\""),
+        );
+        assert!(
+            out.status.success(),
+            "copy database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        std::fs::copy(src.join("audittrail.db"), dst.join("audittrail.db")).expect("copy");
+    }
 }
