@@ -33,6 +33,13 @@ pub enum Command {
     Verify,
     /// Rebuild the read models (trace summaries) from the event log. Stop the server first.
     Replay,
+    /// Copy the whole log (records, chain, keys, audit log) into another, empty database, e.g.
+    /// from the embedded SQLite file to Postgres. An interrupted copy resumes when run again.
+    Copy {
+        /// The target's URL (`postgres://user:pw@host:5432/db`); the schema is created there.
+        #[arg(long, hide_env_values = true)]
+        to: String,
+    },
     /// Redact text from stdin with the configured redactor (to try a configuration).
     Redact {
         /// Read `{"id","text"}` lines; write `{"id","spans":[[start,end,"TYPE"],…],"redacted"}`
@@ -175,6 +182,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.traces, report.records, report.outcomes
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Copy { to } => {
+            let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
+            let source = server::open_store(&cli.config, &resolved).await?;
+            let target_location = match crate::config::resolve_database(Some(&to), &cli.config.data_dir)
+                .map_err(|e| anyhow::anyhow!("--to: {e}"))?
+            {
+                crate::config::DatabaseTarget::Sqlite(p) => crate::store::Location::Sqlite(p),
+                crate::config::DatabaseTarget::Postgres(url) => {
+                    crate::store::Location::postgres(url.expose()).map_err(|e| anyhow::anyhow!("--to: {e}"))?
+                }
+            };
+            let describe = target_location.describe();
+            let target = crate::store::Store::open(
+                target_location,
+                crate::store::PoolSizes {
+                    readers: 2,
+                    jobs: 1,
+                    acquire_timeout: Duration::from_secs(cli.config.db_connect_timeout_secs.max(1)),
+                },
+            )
+            .await?;
+            let bar = progress_bar(source.count_records().await?, "copying");
+            let result = crate::store::copy::copy(&source, &target, &server::chain_key(&resolved), |n| {
+                bar.set_position(n)
+            })
+            .await;
+            bar.finish_and_clear();
+            match result {
+                Ok(r) => {
+                    println!(
+                        "{} {} records (up to seq {}), {} audit entries and {} keys into {describe}; run `audittrail verify` against it to compare head links",
+                        if r.resumed { "resumed and copied" } else { "copied" },
+                        r.records,
+                        r.until_seq,
+                        r.audit_entries,
+                        r.keys
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::store::copy::CopyError::TargetNotEmpty) => {
+                    eprintln!("error: {describe}: {}", crate::store::copy::CopyError::TargetNotEmpty);
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Rules(cmd) => rules_command(&cli.config, cmd).await,
         Command::Keys(cmd) => keys_command(&cli.config, cmd).await,

@@ -24,6 +24,7 @@ pub mod audit_log;
 pub mod chain;
 pub mod chain_state;
 pub mod checkpoint;
+pub mod copy;
 
 pub mod db;
 pub mod history;

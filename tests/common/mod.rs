@@ -72,7 +72,12 @@ fn ensure_pg_database(dir: &Path) -> String {
 
 /// The `DATABASE_URL` of a data directory for the backend under test.
 pub fn database_url(dir: &Path) -> String {
-    if postgres() {
+    database_url_on(dir, postgres())
+}
+
+/// The `DATABASE_URL` of a data directory on a given backend (parity and copy tests use both).
+pub fn database_url_on(dir: &Path, postgres: bool) -> String {
+    if postgres {
         format!("{}/{}", pg_server(), ensure_pg_database(dir))
     } else {
         format!("sqlite:///{}", dir.join("audittrail.db").display())
@@ -372,7 +377,12 @@ pub fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
 /// would — the `sqlite3` shell on the SQLite file, `psql` on Postgres — in one transaction,
 /// panicking if it fails. Returns what a SELECT printed.
 pub fn db_sql(dir: &Path, sql: &str) -> String {
-    if postgres() {
+    db_sql_on(dir, postgres(), sql)
+}
+
+/// [`db_sql`] on a given backend.
+pub fn db_sql_on(dir: &Path, postgres: bool, sql: &str) -> String {
+    if postgres {
         let out = psql(&pg_database(dir), &format!("BEGIN; {sql}; COMMIT;"));
         assert!(
             out.status.success(),
