@@ -186,14 +186,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Copy { to } => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
             let source = server::open_store(&cli.config, &resolved).await?;
-            let target_location = match crate::config::resolve_database(Some(&to), &cli.config.data_dir)
-                .map_err(|e| anyhow::anyhow!("--to: {e}"))?
-            {
-                crate::config::DatabaseTarget::Sqlite(p) => crate::store::Location::Sqlite(p),
-                crate::config::DatabaseTarget::Postgres(url) => {
-                    crate::store::Location::postgres(url.expose()).map_err(|e| anyhow::anyhow!("--to: {e}"))?
-                }
-            };
+            let target_location =
+                match crate::config::resolve_database(Some(&to), &cli.config.data_dir)
+                    .map_err(|e| anyhow::anyhow!("--to: {e}"))?
+                {
+                    crate::config::DatabaseTarget::Sqlite(p) => crate::store::Location::Sqlite(p),
+                    crate::config::DatabaseTarget::Postgres(url) => {
+                        crate::store::Location::postgres(url.expose())
+                            .map_err(|e| anyhow::anyhow!("--to: {e}"))?
+                    }
+                };
             let describe = target_location.describe();
             let target = crate::store::Store::open(
                 target_location,
@@ -205,16 +207,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let bar = progress_bar(source.count_records().await?, "copying");
-            let result = crate::store::copy::copy(&source, &target, &server::chain_key(&resolved), |n| {
-                bar.set_position(n)
-            })
-            .await;
+            let result =
+                crate::store::copy::copy(&source, &target, &server::chain_key(&resolved), |n| {
+                    bar.set_position(n)
+                })
+                .await;
             bar.finish_and_clear();
             match result {
                 Ok(r) => {
                     println!(
                         "{} {} records (up to seq {}), {} audit entries and {} keys into {describe}; run `audittrail verify` against it to compare head links",
-                        if r.resumed { "resumed and copied" } else { "copied" },
+                        if r.resumed {
+                            "resumed and copied"
+                        } else {
+                            "copied"
+                        },
                         r.records,
                         r.until_seq,
                         r.audit_entries,
@@ -223,7 +230,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(crate::store::copy::CopyError::TargetNotEmpty) => {
-                    eprintln!("error: {describe}: {}", crate::store::copy::CopyError::TargetNotEmpty);
+                    eprintln!(
+                        "error: {describe}: {}",
+                        crate::store::copy::CopyError::TargetNotEmpty
+                    );
                     Ok(ExitCode::from(2))
                 }
                 Err(e) => Err(e.into()),

@@ -120,7 +120,10 @@ async fn replay_rebuilds_identical_trace_summaries() {
              error_count, input_tokens, output_tokens, cost_nanos, last_seq FROM traces ORDER BY project, trace_id";
     let before = db_sql(dir.path(), q);
     assert_eq!(before.lines().count(), 3, "{before}");
-    db_sql(dir.path(), "UPDATE traces SET span_count = 999, cost_nanos = 0");
+    db_sql(
+        dir.path(),
+        "UPDATE traces SET span_count = 999, cost_nanos = 0",
+    );
     let out = cli(dir.path(), &["replay"]);
     assert!(
         out.status.success(),
@@ -199,10 +202,11 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
 
     let mut server = start(dir.path());
     common::wait_ready(&base).await;
-    let stored: std::collections::HashSet<String> = db_sql(dir.path(), "SELECT event_id FROM events")
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let stored: std::collections::HashSet<String> =
+        db_sql(dir.path(), "SELECT event_id FROM events")
+            .lines()
+            .map(str::to_owned)
+            .collect();
     let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(
         missing.is_empty(),

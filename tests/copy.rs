@@ -33,8 +33,16 @@ fn verify(dir: &Path, url: &str) -> (String, String) {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let records = text.split(" records verified").next().unwrap().replace("ok: ", "");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = text
+        .split(" records verified")
+        .next()
+        .unwrap()
+        .replace("ok: ", "");
     let link = text
         .split("head link ")
         .nth(1)
@@ -62,7 +70,13 @@ async fn a_sqlite_log_moves_to_postgres_with_the_same_chain() {
     let agent_key = agent["key"].as_str().unwrap().to_owned();
     for t in 0..20 {
         let mut events: Vec<_> = (0..25)
-            .map(|i| event(&format!("copy-{t}"), &format!("s{i}"), "2026-11-22T10:00:00Z"))
+            .map(|i| {
+                event(
+                    &format!("copy-{t}"),
+                    &format!("s{i}"),
+                    "2026-11-22T10:00:00Z",
+                )
+            })
             .collect();
         events[0]["kind"] = json!("tool");
         events[0]["input"] = json!({"sql": "DELETE FROM orders"});
@@ -76,10 +90,18 @@ async fn a_sqlite_log_moves_to_postgres_with_the_same_chain() {
     let target = tempfile::tempdir().unwrap();
     let pg_url = database_url_on(target.path(), true);
     let out = on_sqlite(dir.path(), &["copy", "--to", &pg_url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("copied"));
     let source = verify(dir.path(), &sqlite_url);
-    assert_eq!(verify(target.path(), &pg_url), source, "same records, same head link");
+    assert_eq!(
+        verify(target.path(), &pg_url),
+        source,
+        "same records, same head link"
+    );
 
     // The copy holds something now: copying into it again is refused; into a non-empty other
     // database too.
@@ -89,7 +111,12 @@ async fn a_sqlite_log_moves_to_postgres_with_the_same_chain() {
     let app_other = spawn_in(other_dir, &["--database-url", &other_url]).await;
     app_other.stop().await;
     let out = on_sqlite(dir.path(), &["copy", "--to", &other_url]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty database"));
 
     // An interrupted copy (the tail not copied yet) resumes and ends with the same chain.
@@ -99,7 +126,11 @@ async fn a_sqlite_log_moves_to_postgres_with_the_same_chain() {
         "DELETE FROM events WHERE seq > 100; UPDATE copy_state SET finished_at = NULL",
     );
     let out = on_sqlite(dir.path(), &["copy", "--to", &pg_url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("resumed"));
     assert_eq!(verify(target.path(), &pg_url), source);
 

@@ -415,8 +415,8 @@ async fn failed_commits_make_health_503_and_lose_nothing_acknowledged() {
             &batch(vec![event("during", "s", "2026-11-22T10:00:00Z")]),
         )
         .await;
-    assert_eq!(status, 500);
-    assert_eq!(body["code"], "internal_error");
+    assert_eq!(status, 503, "retryable: nothing was stored");
+    assert_eq!(body["code"], "store_unavailable");
     assert!(
         !body.to_string().contains("disk on fire"),
         "5xx bodies carry no internal detail"

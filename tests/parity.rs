@@ -53,7 +53,8 @@ fn odd_events() -> Vec<Value> {
         if i % 5 == 0 {
             e["status"] = json!("error");
         }
-        e["usage"] = json!({"input_tokens": 100 * i, "output_tokens": 7 * i, "cost_usd": 0.001 * i as f64});
+        e["usage"] =
+            json!({"input_tokens": 100 * i, "output_tokens": 7 * i, "cost_usd": 0.001 * i as f64});
         out.push(e);
     }
     // Client-chosen ids: generated ones would differ between the two servers.
@@ -73,7 +74,9 @@ async fn sqlite_and_postgres_answer_every_read_route_the_same() {
     }
     for chunk in odd_events().chunks(5) {
         for app in &apps {
-            let (status, body) = app.post_json("/api/v1/traces", &batch(chunk.to_vec())).await;
+            let (status, body) = app
+                .post_json("/api/v1/traces", &batch(chunk.to_vec()))
+                .await;
             assert_eq!(status, 202, "{body}");
         }
     }
@@ -137,7 +140,11 @@ async fn sqlite_and_postgres_answer_every_read_route_the_same() {
                 .arg("verify")
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.split(" records verified").next().unwrap().to_owned()
         })

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use audittrail::store::receipt::{EraseRequest, EraseSelector};
 use common::{
-    TestApp, batch, cli, client_with_key, copy_dir, event, json_response, spawn_app, db_sql,
+    TestApp, batch, cli, client_with_key, copy_dir, db_sql, event, json_response, spawn_app,
 };
 use serde_json::{Value, json};
 
@@ -330,10 +330,7 @@ async fn an_erasure_is_a_receipt_in_the_log_that_verify_accepts_and_checks() {
 
     // Another missing body is still tampering, receipt or not.
     let copy = copy_dir(dir.path());
-    db_sql(
-        copy.path(),
-        "UPDATE events SET body = NULL WHERE seq = 6",
-    );
+    db_sql(copy.path(), "UPDATE events SET body = NULL WHERE seq = 6");
     let (code, _, err) = verify(copy.path());
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("record seq 6"), "{err}");
@@ -494,10 +491,7 @@ async fn verify_detects_edits_to_the_security_audit_log() {
     ];
     for (what, sql, expected) in cases {
         let copy = copy_dir(dir.path());
-        db_sql(
-            copy.path(),
-            &format!("{unprotect} {sql}"),
-        );
+        db_sql(copy.path(), &format!("{unprotect} {sql}"));
         let (code, _, err) = verify(copy.path());
         assert_eq!(code, Some(2), "{what}: {err}");
         assert!(

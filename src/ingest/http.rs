@@ -69,7 +69,15 @@ pub fn ingest_error(e: IngestError) -> ApiError {
         IngestError::Append(AppendError::Closed) => {
             ApiError::unavailable("shutting_down", "the server is shutting down", 5)
         }
-        IngestError::Append(AppendError::Store(cause)) => ApiError::internal(cause),
+        // Nothing of the batch was stored (the transaction failed): retryable.
+        IngestError::Append(AppendError::Store(cause)) => ApiError {
+            internal: Some(cause),
+            ..ApiError::unavailable(
+                "store_unavailable",
+                "the store could not commit this batch; nothing of it was stored, send it again",
+                2,
+            )
+        },
         IngestError::Append(AppendError::Standby) => ApiError::unavailable(
             "standby",
             "this server is a standby (another one writes the log); retry, or send to the writer",

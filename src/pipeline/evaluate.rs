@@ -87,7 +87,8 @@ pub async fn spawn(
     let max_batch = cfg.max_batch_events.max(1);
     let totals_cap = (4 * max_batch).max(10_000);
     let evaluator = Evaluator {
-        conn: store.read_connection().await?,
+        conn: Some(store.read_connection().await?),
+        store: store.clone(),
         totals: RunningTotals::new(totals_cap, totals_cap),
         totals_safe: totals_cap - totals_cap / 8 - 1,
         rules,
@@ -103,7 +104,9 @@ pub async fn spawn(
 }
 
 struct Evaluator {
-    conn: Conn,
+    /// Reads the log (duplicates, totals); reopened after it fails (a database restart).
+    conn: Option<Conn>,
+    store: Store,
     totals: RunningTotals,
     /// Most events that may be in flight (evaluated, not committed) with none of their traces
     /// or sessions evicted from `totals`: each event touches one trace and one session entry
@@ -212,8 +215,12 @@ impl Evaluator {
         let prepared = match self.prepare(&requests, no_rules).await {
             Ok(p) => p,
             Err(e) => {
-                // Some totals may have been seeded for events that will not be stored.
+                // Some totals may have been seeded for events that will not be stored; the
+                // connection may be gone (a database restart): open a new one next time.
                 self.totals_stale = true;
+                if let Some(conn) = self.conn.take() {
+                    conn.close().await;
+                }
                 return Err((requests, e));
             }
         };
@@ -309,7 +316,14 @@ impl Evaluator {
                     .push(ev.event_id());
             }
         }
-        let mut db = self.conn.exec();
+        if self.conn.is_none() {
+            self.conn = Some(self.store.read_connection().await?);
+        }
+        let mut db = self
+            .conn
+            .as_mut()
+            .expect("the connection was opened just above")
+            .exec();
         for (project, ids) in by_project {
             for id in history::existing_event_ids(&mut db, project, &ids).await? {
                 if let Some(known_id) = ids.iter().find(|c| **c == id) {

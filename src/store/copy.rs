@@ -149,7 +149,10 @@ async fn copy_rows(
     until: Option<i64>,
     mut on_page: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
-    let names: Vec<sea_query::Alias> = cols.iter().map(|c| sea_query::Alias::new(c.name())).collect();
+    let names: Vec<sea_query::Alias> = cols
+        .iter()
+        .map(|c| sea_query::Alias::new(c.name()))
+        .collect();
     let mut copied = 0;
     loop {
         let mut q = Query::select();
@@ -159,7 +162,8 @@ async fn copy_rows(
         if let Some(until) = until {
             q.and_where(Expr::col(sea_query::Alias::new(key)).lte(until));
         }
-        q.order_by(sea_query::Alias::new(key), Order::Asc).limit(PAGE);
+        q.order_by(sea_query::Alias::new(key), Order::Asc)
+            .limit(PAGE);
         let rows = source.fetch_all(&q).await?;
         let Some(last) = rows.last() else { break };
         after = last.int(key)?;
@@ -202,7 +206,10 @@ pub async fn copy(
     let mut tgt_conn = target.write_connection().await?;
     let mut tgt = tgt_conn.exec();
     let state = tgt
-        .fetch_optional(&Raw::new("SELECT source, until_seq FROM copy_state WHERE id = 1", []))
+        .fetch_optional(&Raw::new(
+            "SELECT source, until_seq FROM copy_state WHERE id = 1",
+            [],
+        ))
         .await?;
     let mut report = CopyReport::default();
     let held = scalar(&mut tgt, "SELECT COUNT(*) FROM events").await?
@@ -254,8 +261,17 @@ pub async fn copy(
 
     // The audit log, after what the target holds.
     let audit_after = scalar(&mut conn.exec(), "SELECT MAX(id) FROM audit_log").await?;
-    report.audit_entries =
-        copy_rows(&mut src, target, "audit_log", AUDIT, "id", audit_after, None, |_| {}).await?;
+    report.audit_entries = copy_rows(
+        &mut src,
+        target,
+        "audit_log",
+        AUDIT,
+        "id",
+        audit_after,
+        None,
+        |_| {},
+    )
+    .await?;
 
     // The chain's base (after a retention sweep): copied as it is, it stays authentic.
     if let Some((base, _)) = chain_state::tagged_row(&mut src, StateTag::Base, key).await? {

@@ -400,6 +400,8 @@ impl Committer {
             if self.status.standby.swap(false, Ordering::Relaxed) {
                 tracing::warn!("took over the writer lock: this server now writes the log");
             }
+            // Whatever the evaluation stage holds was computed while another server wrote.
+            self.in_flight.generation.fetch_add(1, Ordering::SeqCst);
         }
         let mut db = conn.exec();
         let head = chain_state::load_head(&mut db, &self.cfg.key).await?;
@@ -518,6 +520,9 @@ impl Committer {
             return;
         }
         if self.writer_conn().await.is_none() {
+            // The batch's events are in the evaluation stage's totals: a new generation makes
+            // it rebuild them from the log (which another server is writing).
+            self.in_flight.generation.fetch_add(1, Ordering::SeqCst);
             self.refuse(batch, || AppendError::Standby);
             return;
         }

@@ -60,6 +60,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Facts behind the health status, shared with the deep health check.
 pub struct HealthFacts {
+    /// Another server holds the writer lock (Postgres): this one serves reads only.
+    pub standby: bool,
     pub db_readable: bool,
     pub writer_healthy: bool,
     pub rules_loaded: usize,
@@ -71,6 +73,7 @@ pub struct HealthFacts {
 impl HealthFacts {
     pub async fn gather(state: &AppState) -> Self {
         HealthFacts {
+            standby: state.writer.status.standby(),
             db_readable: state.store.ping().await,
             writer_healthy: state.writer.status.healthy(),
             rules_loaded: state.rules.current().rules().len(),
@@ -83,7 +86,8 @@ impl HealthFacts {
     pub fn status(&self) -> &'static str {
         if !(self.db_readable && self.writer_healthy) {
             "error"
-        } else if self.rules_loaded == 0
+        } else if self.standby
+            || self.rules_loaded == 0
             || self.rule_errors > 0
             || self.queue_nearly_full
             || !self.redaction_enabled
@@ -171,6 +175,11 @@ async fn prometheus(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.authorize(Permission::SystemMetrics, "metrics")?;
     record_process_usage();
+    let (open, idle, max) = state.store.pool_gauges();
+    metrics::gauge!("audittrail_db_pool_connections", "state" => "idle").set(idle as f64);
+    metrics::gauge!("audittrail_db_pool_connections", "state" => "in_use")
+        .set(open.saturating_sub(idle as u32) as f64);
+    metrics::gauge!("audittrail_db_pool_max").set(f64::from(max));
     state.metrics.run_upkeep();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

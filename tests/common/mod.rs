@@ -33,7 +33,8 @@ pub fn postgres() -> bool {
 
 /// The Postgres server the tests use (trust auth on the test machines).
 fn pg_server() -> String {
-    std::env::var("AUDITTRAIL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("AUDITTRAIL_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// The database of a data directory on Postgres: one per directory, named from its path under
