@@ -36,6 +36,15 @@ pub struct BenchArgs {
     /// server (and prints it).
     #[arg(long, env = "AUDITTRAIL_API_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// Fill mode: post until this many events are stored, then stop (no warm-up or timing
+    /// window). Events spread over 30 days, 8 agents and some failing traces, so filters and
+    /// time ranges have realistic work to do. HTTP door only.
+    #[arg(long)]
+    pub fill: Option<u64>,
+    /// Read mode: time the query routes (trace list with each filter, a trace's detail) for
+    /// `--duration` seconds instead of posting. Needs a key with traces:read on a filled server.
+    #[arg(long)]
+    pub read: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -260,7 +269,27 @@ async fn post_status(
     }
 }
 
+/// The agents and days a fill spreads its events over.
+const FILL_AGENTS: u64 = 8;
+const FILL_DAYS: u64 = 30;
+
+/// Makes the `n`th request of a fill look like a different agent, day and outcome.
+fn vary(body: String, n: u64, worker: usize) -> String {
+    let k = n.wrapping_mul(2_654_435_761).wrapping_add(worker as u64);
+    let day = 1 + k % FILL_DAYS;
+    let mut body = body
+        .replace("support-bot", &format!("agent-{}", k % FILL_AGENTS))
+        .replace("2026-11-22T", &format!("2026-10-{day:02}T"));
+    if k % 17 == 0 {
+        body = body.replacen("\"status\":\"ok\"", "\"status\":\"error\"", 1);
+    }
+    body
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
+    if args.read {
+        return read_bench(&args).await;
+    }
     let template = Arc::new(batch_template(args.batch.max(1)));
     let event_bytes = template.len() / args.batch.max(1);
     let base = args.url.trim_end_matches('/').to_owned();
@@ -294,16 +323,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let url = format!("{base}/api/v1/traces");
     let otlp_url = format!("{base}/v1/traces");
     let ws_url = format!("{}/ws/ingest", base.replacen("http", "ws", 1));
-    let measuring = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(args.fill.is_some()));
     let stop = Arc::new(AtomicBool::new(false));
+    let stored = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let fill = args.fill;
     let mut tasks = Vec::new();
     for worker in 0..args.connections.max(1) {
-        let (client, url, template, measuring, stop) = (
+        let (client, url, template, measuring, stop, stored) = (
             client.clone(),
             url.clone(),
             template.clone(),
             measuring.clone(),
             stop.clone(),
+            stored.clone(),
         );
         let batch = args.batch.max(1) as u64;
         let (args_door, otlp_url, ws_url, auth) =
@@ -345,9 +377,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                 let t = Instant::now();
                 let status: u16 = match door {
                     Door::Http => {
-                        let body = template
+                        let mut body = template
                             .replace("TRACEIDTRACEIDTRACEIDTRACEID0000", &trace)
                             .replace(TEMPLATE_SESSION, &session);
+                        if fill.is_some() {
+                            body = vary(body, n, worker);
+                        }
                         post_status(&client, &url, "application/json", body).await
                     }
                     Door::Otlp => {
@@ -407,19 +442,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
                         events += batch;
                     }
                 }
+                if ok
+                    && let Some(target) = fill
+                    && stored.fetch_add(batch, Ordering::Relaxed) + batch >= target
+                {
+                    stop.store(true, Ordering::Relaxed);
+                }
             }
             (lat, events, errors, busy)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-    let cpu_before = server_cpu_seconds(&client, &base).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.duration.max(1))).await;
-    measuring.store(false, Ordering::Relaxed);
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu_after = server_cpu_seconds(&client, &base).await;
-    stop.store(true, Ordering::Relaxed);
+    let (seconds, cpu_before, cpu_after) = if let Some(target) = fill {
+        // Fill: no warm-up, measured until the target count is stored.
+        let cpu_before = server_cpu_seconds(&client, &base).await;
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                last_report = Instant::now();
+                eprintln!(
+                    "filled {} of {target} events",
+                    stored.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        (
+            seconds,
+            cpu_before,
+            server_cpu_seconds(&client, &base).await,
+        )
+    } else {
+        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+        let cpu_before = server_cpu_seconds(&client, &base).await;
+        measuring.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.duration.max(1))).await;
+        measuring.store(false, Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu_after = server_cpu_seconds(&client, &base).await;
+        stop.store(true, Ordering::Relaxed);
+        (seconds, cpu_before, cpu_after)
+    };
     let mut lat = Vec::new();
     let (mut events, mut errors, mut busy) = (0, 0, 0);
     for t in tasks {
@@ -451,6 +516,136 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
             (Some(a), Some(b)) if events > 0 => Some((b - a) * 1e6 / events as f64),
             _ => None,
         },
+    })
+}
+
+/// Read mode: times each query route for `--duration` seconds with `--connections` clients,
+/// trace ids for the detail route taken from the first page of the list.
+async fn read_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let base = args.url.trim_end_matches('/').to_owned();
+    let key = args
+        .key
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--read needs --key (traces:read)"))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse()?,
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
+    let first: Value = client
+        .get(format!("{base}/api/v1/traces?limit=500"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: Vec<String> = first["traces"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t["trace_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(
+        !ids.is_empty(),
+        "the server holds no traces: fill it first (--fill N)"
+    );
+    let routes: Vec<(&str, String)> = vec![
+        ("list", "/api/v1/traces?limit=50".into()),
+        ("list agent", "/api/v1/traces?limit=50&agent=agent-3".into()),
+        ("list status", "/api/v1/traces?limit=50&status=error".into()),
+        (
+            "list session",
+            format!(
+                "/api/v1/traces?limit=50&session_id={}",
+                first["traces"][7]["session_id"].as_str().unwrap_or("x")
+            ),
+        ),
+        (
+            "list range",
+            "/api/v1/traces?limit=50&from=2026-10-10T00:00:00Z&to=2026-10-12T00:00:00Z".into(),
+        ),
+        (
+            "list page 2",
+            format!(
+                "/api/v1/traces?limit=50&cursor={}",
+                first["next_cursor"].as_str().unwrap_or("")
+            ),
+        ),
+        ("detail", "DETAIL".into()),
+        ("violations", "/api/v1/violations?limit=50".into()),
+    ];
+    let mut report = String::new();
+    let mut all = Vec::new();
+    for (name, path) in routes {
+        let stop_at = Instant::now() + Duration::from_secs(args.duration.max(1));
+        let mut tasks = Vec::new();
+        for w in 0..args.connections.max(1) {
+            let (client, base, path, ids) =
+                (client.clone(), base.clone(), path.clone(), ids.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut n = w;
+                while Instant::now() < stop_at {
+                    n += 7;
+                    let url = if path == "DETAIL" {
+                        format!("{base}/api/v1/traces/{}", ids[n % ids.len()])
+                    } else {
+                        format!("{base}{path}")
+                    };
+                    let t = Instant::now();
+                    let ok = client
+                        .get(url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if ok {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+                lat
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await?);
+        }
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| {
+            lat.get(((lat.len().max(1) - 1) as f64 * p) as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        report.push_str(&format!(
+            "{name:<14} {:>6} requests  p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms\n",
+            lat.len(),
+            pct(0.5),
+            pct(0.95),
+            pct(0.99)
+        ));
+        all.extend(lat);
+    }
+    eprint!("{report}");
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        all.get(((all.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(BenchReport {
+        events: 0,
+        requests: all.len() as u64,
+        errors: 0,
+        busy: 0,
+        seconds: args.duration as f64 * 8.0,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: all.last().copied().unwrap_or(0.0),
+        event_bytes: 0,
+        server_cpu_us_per_event: None,
     })
 }
 
