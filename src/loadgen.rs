@@ -280,7 +280,7 @@ fn vary(body: String, n: u64, worker: usize) -> String {
     let mut body = body
         .replace("support-bot", &format!("agent-{}", k % FILL_AGENTS))
         .replace("2026-11-22T", &format!("2026-10-{day:02}T"));
-    if k % 17 == 0 {
+    if k.is_multiple_of(17) {
         body = body.replacen("\"status\":\"ok\"", "\"status\":\"error\"", 1);
     }
     body
