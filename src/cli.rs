@@ -49,6 +49,21 @@ pub enum Command {
     },
     /// Load generator: post batches of realistic events and report events/s and latency.
     Bench(crate::loadgen::BenchArgs),
+    /// Write a consistent, checked backup of the live database to DEST (one file): SQLite
+    /// `VACUUM INTO` then integrity_check and verify; Postgres `pg_dump -Fc`, restored into a
+    /// scratch database and verified. Safe while the server runs.
+    Backup {
+        /// The backup file to write (never overwritten).
+        dest: std::path::PathBuf,
+    },
+    /// Replace the database with a backup after checking it (stop the server first).
+    Restore {
+        /// A file written by `audittrail backup`.
+        src: std::path::PathBuf,
+    },
+    /// Exit 0 if the server on AUDITTRAIL_BIND's port answers /api/v1/health with ok or
+    /// degraded, 1 otherwise (the container's HEALTHCHECK; no curl needed).
+    Healthcheck,
     /// API keys: create, list, rotate, revoke (for operators with shell access).
     ///
     /// These commands act with the rights of whoever can read the database and the secret
@@ -253,6 +268,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { dest } => {
+            let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
+            let store = server::open_store(&cli.config, &resolved).await?;
+            let result =
+                crate::store::backup::backup(&store, &server::chain_key(&resolved), &dest).await;
+            store.close().await;
+            match result {
+                Ok(c) => {
+                    println!(
+                        "backup {}: {} records verified, head seq {}, head link {}",
+                        dest.display(),
+                        c.records,
+                        c.head_seq,
+                        c.head_link
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("backup failed: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Restore { src } => {
+            let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
+            let location = server::location(&resolved).map_err(server::ServeError::Config)?;
+            match crate::store::backup::restore(&location, &server::chain_key(&resolved), &src)
+                .await
+            {
+                Ok(c) => {
+                    println!(
+                        "restored {} into {}: {} records verified, head seq {}, head link {}",
+                        src.display(),
+                        location.describe(),
+                        c.records,
+                        c.head_seq,
+                        c.head_link
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("restore failed: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Healthcheck => Ok(healthcheck(cli.config.bind.port()).await),
         Command::Bench(args) => {
             let report = crate::loadgen::run(args).await?;
             println!("{report}");
@@ -331,6 +393,41 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
     crate::store::audit_log::append_now(&store, &server::chain_key(&resolved), &[e]).await?;
     println!("{output}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// GET /api/v1/health on 127.0.0.1:`port` (the container binds 0.0.0.0, which is reachable
+/// there too): success on `ok` or `degraded`.
+async fn healthcheck(port: u16) -> ExitCode {
+    let url = format!("http://127.0.0.1:{port}/api/v1/health");
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(resp) => {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            match body["status"].as_str() {
+                Some(s @ ("ok" | "degraded")) => {
+                    println!("{s}");
+                    ExitCode::SUCCESS
+                }
+                other => {
+                    eprintln!("unhealthy: status {}", other.unwrap_or("missing"));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url} unreachable ({e})");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The verdict of a successful `verify`, for people and for comparing two copies of a log.

@@ -129,10 +129,12 @@ pub struct Config {
     #[arg(long, env = "AUDITTRAIL_JSON_LOGS", default_value_t = false, action = clap::ArgAction::Set)]
     pub json_logs: bool,
 
-    /// Proxies (comma-separated IPs, e.g. nginx's) whose `X-Forwarded-For` is believed for the
-    /// client address in the audit log and rate limits. Empty: use the peer address.
+    /// Proxies (comma-separated addresses or networks, e.g. nginx's `10.0.0.5` or
+    /// `172.16.0.0/12`) whose `X-Forwarded-For` is believed for the client address in the audit
+    /// log and rate limits, and whose `X-Forwarded-Proto: https` turns on HSTS. Empty: use the
+    /// peer address.
     #[arg(long, env = "AUDITTRAIL_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<crate::auth::proxies::ProxyNet>,
 
     /// Ingest requests per second per API key (bursts of twice that); 429 beyond.
     #[arg(long, env = "AUDITTRAIL_RATE_LIMIT_INGEST", default_value_t = 1000)]

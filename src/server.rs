@@ -44,16 +44,21 @@ pub struct Service {
     checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// Keeps the rules directory watched while the service runs.
     _rules_watcher: Option<notify::RecommendedWatcher>,
+    /// SQLite: held while serving, so a second server (or a restore) cannot use the file.
+    _lock: Option<crate::store::backup::ServerLock>,
+}
+
+/// Where the configured database lives.
+pub fn location(resolved: &Resolved) -> Result<Location, Vec<String>> {
+    Ok(match &resolved.database {
+        DatabaseTarget::Sqlite(path) => Location::Sqlite(path.clone()),
+        DatabaseTarget::Postgres(url) => Location::postgres(url.expose()).map_err(|e| vec![e])?,
+    })
 }
 
 /// Opens the store at the configured location (migrating it).
 pub async fn open_store(config: &Config, resolved: &Resolved) -> Result<Store, ServeError> {
-    let location = match &resolved.database {
-        DatabaseTarget::Sqlite(path) => Location::Sqlite(path.clone()),
-        DatabaseTarget::Postgres(url) => {
-            Location::postgres(url.expose()).map_err(|e| ServeError::Config(vec![e]))?
-        }
-    };
+    let location = location(resolved).map_err(ServeError::Config)?;
     Ok(Store::open(
         location,
         PoolSizes {
@@ -72,6 +77,22 @@ pub fn chain_key(resolved: &Resolved) -> ChainKey {
 pub async fn build(config: Config) -> Result<Service, ServeError> {
     install_tls_provider();
     let resolved = config.resolve().map_err(ServeError::Config)?;
+    let lock = match &resolved.database {
+        DatabaseTarget::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let lock_path = crate::store::backup::ServerLock::path_for(path);
+            Some(crate::store::backup::ServerLock::take(&lock_path).map_err(|_| {
+                ServeError::Config(vec![format!(
+                    "another AuditTrail server is running on {} (it holds {}); one server per SQLite database",
+                    path.display(),
+                    lock_path.display()
+                )])
+            })?)
+        }
+        DatabaseTarget::Postgres(_) => None,
+    };
     let store = open_store(&config, &resolved).await?;
     let redaction =
         crate::redact::setup::build_stage(&config, &resolved).map_err(ServeError::Config)?;
@@ -163,6 +184,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         writer_task,
         checkpointer,
         _rules_watcher: rules_watcher,
+        _lock: lock,
     })
 }
 
@@ -178,6 +200,7 @@ impl Service {
             writer_task,
             checkpointer,
             _rules_watcher,
+            _lock,
         } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let store = state.store.clone();

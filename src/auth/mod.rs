@@ -17,6 +17,7 @@ pub mod audit;
 pub mod keys;
 pub mod permission;
 pub mod policy;
+pub mod proxies;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -58,7 +59,7 @@ pub struct Authenticator {
     verifying: tokio::sync::Mutex<()>,
     keys: Arc<dyn KeyDirectory>,
     audit: AuditSink,
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: Vec<proxies::ProxyNet>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,7 @@ impl Authenticator {
     pub fn new(
         keys: Arc<dyn KeyDirectory>,
         audit: AuditSink,
-        trusted_proxies: Vec<IpAddr>,
+        trusted_proxies: Vec<proxies::ProxyNet>,
     ) -> Self {
         Authenticator {
             cache: Mutex::new(HashMap::new()),
@@ -201,7 +202,7 @@ impl Authenticator {
     /// last address nginx appended to `X-Forwarded-For`.
     pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
         let peer = peer?;
-        if self.trusted_proxies.contains(&peer)
+        if proxies::trusted(&self.trusted_proxies, peer)
             && let Some(ip) = forwarded_for
                 .and_then(|f| f.rsplit(',').next())
                 .and_then(|s| s.trim().parse().ok())
@@ -213,7 +214,7 @@ impl Authenticator {
 
     /// Whether `peer` is one of the configured proxies (nginx).
     pub fn trusts(&self, peer: IpAddr) -> bool {
-        self.trusted_proxies.contains(&peer)
+        proxies::trusted(&self.trusted_proxies, peer)
     }
 }
 

@@ -58,7 +58,9 @@ async fn stored_bodies(
         if let Some(seq) = before_seq {
             q.and_where(Expr::col(Events::Seq).lt(seq));
         }
-        q.order_by(Events::Seq, Order::Asc);
+        // By id, then log order: the (project, id, seq) index answers it without a sort. (An
+        // ORDER BY seq alone lets the planner prefer (project, seq) and scan the project.)
+        q.order_by(column, Order::Asc).order_by(Events::Seq, Order::Asc);
         let id_column = match column {
             Events::SessionId => "session_id",
             Events::Agent => "agent",

@@ -21,6 +21,7 @@
 //! unhealthy until a commit succeeds again.
 
 pub mod audit_log;
+pub mod backup;
 pub mod chain;
 pub mod chain_state;
 pub mod checkpoint;
@@ -81,6 +82,9 @@ pub enum Location {
     Postgres {
         options: Box<PgConnectOptions>,
         describe: String,
+        /// The URL as given (it may hold the password): for `pg_dump`/`pg_restore` only,
+        /// passed through their environment, never printed.
+        url: String,
     },
 }
 
@@ -126,6 +130,7 @@ impl Location {
         Ok(Location::Postgres {
             options: Box::new(options),
             describe,
+            url,
         })
     }
 
@@ -195,7 +200,9 @@ impl Store {
                     .connect_lazy_with(read_options(path));
                 (Pool::Sqlite(readers), Pool::Sqlite(jobs))
             }
-            Location::Postgres { options, describe } => {
+            Location::Postgres {
+                options, describe, ..
+            } => {
                 let mut conn = connect_pg(options, describe, timeout).await?;
                 // sqlx's migrator holds an advisory lock while it runs, so two nodes starting
                 // together apply each migration once.
@@ -246,9 +253,9 @@ impl Store {
     pub async fn write_connection(&self) -> Result<Conn, StoreError> {
         Ok(match &self.location {
             Location::Sqlite(path) => Conn::Sqlite(write_options(path).connect().await?),
-            Location::Postgres { options, describe } => {
-                Conn::Postgres(connect_pg(options, describe, self.timeout).await?)
-            }
+            Location::Postgres {
+                options, describe, ..
+            } => Conn::Postgres(connect_pg(options, describe, self.timeout).await?),
         })
     }
 
@@ -256,9 +263,9 @@ impl Store {
     pub async fn read_connection(&self) -> Result<Conn, StoreError> {
         Ok(match &self.location {
             Location::Sqlite(path) => Conn::Sqlite(read_options(path).connect().await?),
-            Location::Postgres { options, describe } => {
-                Conn::Postgres(connect_pg(options, describe, self.timeout).await?)
-            }
+            Location::Postgres {
+                options, describe, ..
+            } => Conn::Postgres(connect_pg(options, describe, self.timeout).await?),
         })
     }
 
@@ -444,7 +451,7 @@ fn wal_path(db: &Path) -> PathBuf {
     PathBuf::from(format!("{}-wal", db.display()))
 }
 
-fn base_options(path: &Path) -> SqliteConnectOptions {
+pub(crate) fn base_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)

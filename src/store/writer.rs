@@ -935,7 +935,6 @@ async fn selected_seqs(db: &mut Exec<'_>, request: &EraseRequest) -> Result<Vec<
         EraseSelector::SessionId(v) => q.and_where(Expr::col(Events::SessionId).eq(v.as_str())),
         EraseSelector::Agent(v) => q.and_where(Expr::col(Events::Agent).eq(v.as_str())),
     };
-    q.order_by(Events::Seq, Order::Asc);
     for row in db.fetch_all(&q).await? {
         found.push(row.int("seq")?);
     }

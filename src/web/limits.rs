@@ -20,11 +20,12 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 
 use super::error::ApiError;
+use crate::auth::proxies::{self, ProxyNet};
 
 /// What a budget is keyed on.
 #[derive(Clone, Debug)]
 pub struct CallerKey {
-    trusted_proxies: Arc<Vec<IpAddr>>,
+    trusted_proxies: Arc<Vec<ProxyNet>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -52,7 +53,7 @@ impl KeyExtractor for CallerKey {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .ok_or(GovernorError::UnableToExtractKey)?;
-        if self.trusted_proxies.contains(&peer) {
+        if proxies::trusted(&self.trusted_proxies, peer) {
             let fwd = req
                 .headers()
                 .get("x-forwarded-for")
@@ -72,7 +73,7 @@ pub type Limit = GovernorLayer<CallerKey, NoOpMiddleware<QuantaInstant>, Body>;
 
 /// A budget of `per_second` requests per caller with bursts of twice that. `budget` names it
 /// in metrics.
-pub fn layer(budget: &'static str, per_second: u32, trusted_proxies: &[IpAddr]) -> Limit {
+pub fn layer(budget: &'static str, per_second: u32, trusted_proxies: &[ProxyNet]) -> Limit {
     let per_second = per_second.max(1);
     let config = GovernorConfigBuilder::default()
         .key_extractor(CallerKey {

@@ -188,7 +188,7 @@ async fn hsts(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let tls = peer.is_some_and(|p| state.config.trusted_proxies.contains(&p))
+    let tls = peer.is_some_and(|p| state.auth.trusts(p))
         && req
             .headers()
             .get("x-forwarded-proto")

@@ -175,6 +175,17 @@ async fn prometheus(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.authorize(Permission::SystemMetrics, "metrics")?;
     record_process_usage();
+    // What the alert rules (deploy/prometheus/alerts.yml) read besides the counters.
+    let facts = HealthFacts::gather(&state).await;
+    metrics::gauge!("audittrail_health_status").set(match facts.status() {
+        "ok" => 0.0,
+        "degraded" => 1.0,
+        _ => 2.0,
+    });
+    metrics::gauge!("audittrail_writer_standby").set(f64::from(u8::from(facts.standby)));
+    metrics::gauge!("audittrail_writer_queue_capacity").set(state.appender.queue_capacity() as f64);
+    metrics::gauge!("audittrail_writer_queue_depth")
+        .set((state.appender.queue_capacity() - state.appender.queue_free()) as f64);
     let (open, idle, max) = state.store.pool_gauges();
     metrics::gauge!("audittrail_db_pool_connections", "state" => "idle").set(idle as f64);
     metrics::gauge!("audittrail_db_pool_connections", "state" => "in_use")
