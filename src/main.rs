@@ -40,7 +40,7 @@ async fn main() -> std::process::ExitCode {
     audittrail::server::install_tls_provider();
     let cli = audittrail::cli::Cli::parse();
     let filter =
-        EnvFilter::try_from_env("AUDITTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        EnvFilter::try_from_env("AUDITTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -159,12 +159,12 @@ pub async fn backup(store: &Store, key: &ChainKey, dest: &Path) -> Result<Checke
     }
 }
 
-/// A Postgres command-line tool connected to the database of `url`: the URL goes into the
-/// child's environment (`PGDATABASE` accepts a URI), so its password never shows in a process
-/// listing. `database` names another database on the same server instead.
+/// A Postgres command-line tool connected to the database of `url`: the URL without its
+/// password is the `--dbname` argument, the password goes into the child's `PGPASSWORD`, so
+/// it never shows in a process listing.
 fn pg_tool(mut cmd: Command, url: &str) -> Command {
     let (bare, password) = split_password(url);
-    cmd.env("PGDATABASE", &bare);
+    cmd.arg(format!("--dbname={bare}"));
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
@@ -243,8 +243,7 @@ async fn check_pg_dump(
     let target_url = with_database(url, scratch);
     let result = async {
         let out = pg_tool(Command::new("pg_restore"), &target_url)
-            .args(["--no-owner", "--exit-on-error", "--dbname"])
-            .arg(split_password(&target_url).0)
+            .args(["--no-owner", "--exit-on-error"])
             .arg(dump)
             .output()
             .map_err(|e| failed("running pg_restore", e))?;
@@ -313,11 +312,8 @@ pub async fn restore(location: &Location, key: &ChainKey, src: &Path) -> Result<
             Ok(restored)
         }
         Location::Postgres { url, .. } => {
-            // pg_restore needs --dbname to restore at all; with the URL in PGDATABASE, the
-            // argument is just the (password-free) environment's database.
             let out = pg_tool(Command::new("pg_restore"), url)
                 .args(["--no-owner", "--exit-on-error", "--single-transaction"])
-                .arg(format!("--dbname={}", split_password(url).0))
                 .arg(src)
                 .output()
                 .map_err(|e| failed("running pg_restore (install postgresql-client)", e))?;
