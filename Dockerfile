@@ -15,11 +15,14 @@ ENV CARGO_NET_OFFLINE=${CARGO_NET_OFFLINE}
 WORKDIR /src
 # Dependencies first, in a layer of their own: it is rebuilt only when Cargo.lock changes.
 COPY Cargo.toml Cargo.lock ./
+# A patched sqlx-core (see vendor/README.md).
+COPY vendor vendor
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && for b in rules redact auth; do echo 'fn main() {}' > benches/$b.rs; done \
  && cargo build --release --locked --bin audittrail \
  && rm -rf src benches target/release/.fingerprint/audittrail-*
+COPY build.rs ./
 COPY src src
 COPY benches benches
 COPY migrations migrations
@@ -29,9 +32,14 @@ RUN cargo build --release --locked --bin audittrail \
  && ./target/release/audittrail --version
 
 FROM ${RUNTIME_IMAGE}
-# CA certificates for alert webhooks over HTTPS (present already in some base images).
-RUN if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then \
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null \
+# CA certificates for alert webhooks over HTTPS, and pg_dump/pg_restore for `audittrail backup`
+# and `restore` on Postgres (WITH_PG_TOOLS=false leaves them out).
+ARG WITH_PG_TOOLS=true
+RUN pkgs=""; \
+    [ -e /etc/ssl/certs/ca-certificates.crt ] || pkgs="ca-certificates"; \
+    [ "$WITH_PG_TOOLS" = true ] && pkgs="$pkgs postgresql-client"; \
+    if [ -n "$pkgs" ]; then \
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null \
       && rm -rf /var/lib/apt/lists/*; \
     fi \
  && groupadd --system --gid 10001 audittrail \

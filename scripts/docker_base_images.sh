@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a local Docker engine and two offline base images, with no image registry:
 #   audittrail-local/debian:bookworm-slim  debootstrap (minbase + ca-certificates), docker import
+#   audittrail-local/nginx:bookworm        the runtime image + Debian's nginx (for the compose test)
 #   audittrail-local/rust:bookworm         the above + build-essential/pkg-config + the host's
 #                                          Rust stable toolchain + the host's cargo registry cache,
 #                                          so `cargo build --offline --locked` works in a container
@@ -15,6 +16,7 @@ started=$(date +%s)
 
 RUNTIME_IMAGE=audittrail-local/debian:bookworm-slim
 RUST_IMAGE=audittrail-local/rust:bookworm
+NGINX_IMAGE=audittrail-local/nginx:bookworm
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 TOOLCHAIN="${TOOLCHAIN:-$HOME/.rustup/toolchains/stable-x86_64-unknown-linux-gnu}"
 REGISTRY="${CARGO_REGISTRY:-${CARGO_HOME:-$HOME/.cargo}/registry}"
@@ -100,8 +102,22 @@ fi
 "$DOCKER" run --rm "$RUST_IMAGE" sh -c 'cargo --version && rustc --version' \
     || die "$RUST_IMAGE cannot run cargo"
 
-# 5. Summary.
+# 5. nginx from Debian's package, on the runtime image (the public nginx image cannot be pulled).
+if have_image "$NGINX_IMAGE"; then
+    log "$NGINX_IMAGE exists, skipping"
+else
+    mkdir -p "$tmp/nginx"
+    printf '%s\n' "FROM $RUNTIME_IMAGE" \
+        'RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null && rm -rf /var/lib/apt/lists/*' \
+        'STOPSIGNAL SIGQUIT' \
+        'CMD ["nginx", "-g", "daemon off;"]' >"$tmp/nginx/Dockerfile"
+    log "docker build $NGINX_IMAGE"
+    "$DOCKER" build --network host -q -t "$NGINX_IMAGE" "$tmp/nginx" >/dev/null || die "docker build $NGINX_IMAGE failed"
+fi
+
+# 6. Summary.
 log "images (built/checked in $(( $(date +%s) - started )) s)"
 "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^audittrail-local/'
 echo "RUNTIME_IMAGE=$RUNTIME_IMAGE"
 echo "RUST_IMAGE=$RUST_IMAGE"
+echo "NGINX_IMAGE=$NGINX_IMAGE"

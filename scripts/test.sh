@@ -31,6 +31,13 @@ fi
 # Debian tools the tests drive as a user or an attacker would.
 need_pkg sqlite3 sqlite3
 need_pkg psql postgresql-client
+need_pkg pg_dump postgresql-client
+need_pkg nginx nginx
+need_pkg promtool prometheus
+
+# A Docker engine and offline base images for the compose test (nothing can be pulled).
+log "docker engine and base images"
+bash scripts/docker_base_images.sh >/dev/null
 
 # Postgres: the machine's own when it listens; otherwise Debian's, started here.
 export AUDITTRAIL_TEST_PG="${AUDITTRAIL_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
