@@ -39,8 +39,8 @@ async fn main() -> std::process::ExitCode {
     // One TLS crypto provider for every client (webhooks): ring, which sqlx already uses.
     audittrail::server::install_tls_provider();
     let cli = audittrail::cli::Cli::parse();
-    let filter =
-        EnvFilter::try_from_env("AUDITTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_env("AUDITTRAIL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

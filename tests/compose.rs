@@ -31,7 +31,8 @@ impl Stack {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.output().expect("docker-compose (Debian's package; scripts/test.sh installs it)")
+        cmd.output()
+            .expect("docker-compose (Debian's package; scripts/test.sh installs it)")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -104,7 +105,11 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
     let secrets = tempfile::tempdir().unwrap();
     // The secret file as the README says: mode 0400, owned by the image's uid 10001.
     let key_file = secrets.path().join("audittrail_secret_key");
-    std::fs::write(secrets.path().join("k"), "compose-test-secret-0123456789abcdef0123456789").unwrap();
+    std::fs::write(
+        secrets.path().join("k"),
+        "compose-test-secret-0123456789abcdef0123456789",
+    )
+    .unwrap();
     let st = Command::new("install")
         .args(["-m", "0400", "-o", "10001"])
         .arg(secrets.path().join("k"))
@@ -119,18 +124,36 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
     let stack = Stack {
         project: format!("attest{}x{}", std::process::id(), http_port),
         env: vec![
-            ("RUST_IMAGE".into(), image("RUST_IMAGE", "audittrail-local/rust:bookworm")),
-            ("RUNTIME_IMAGE".into(), image("RUNTIME_IMAGE", "audittrail-local/debian:bookworm-slim")),
-            ("NGINX_IMAGE".into(), image("NGINX_IMAGE", "audittrail-local/nginx:bookworm")),
+            (
+                "RUST_IMAGE".into(),
+                image("RUST_IMAGE", "audittrail-local/rust:bookworm"),
+            ),
+            (
+                "RUNTIME_IMAGE".into(),
+                image("RUNTIME_IMAGE", "audittrail-local/debian:bookworm-slim"),
+            ),
+            (
+                "NGINX_IMAGE".into(),
+                image("NGINX_IMAGE", "audittrail-local/nginx:bookworm"),
+            ),
             ("CARGO_NET_OFFLINE".into(), "true".into()),
             ("BUILD_NETWORK".into(), "host".into()),
             // A stable tag: the next run reuses the image's layers (dependencies compiled once).
             ("AUDITTRAIL_IMAGE".into(), "audittrail-test:compose".into()),
             ("HTTP_PORT".into(), http_port.to_string()),
             ("HTTPS_PORT".into(), free_port().to_string()),
-            ("AUDITTRAIL_SECRET_KEY_HOST_FILE".into(), key_file.display().to_string()),
-            ("POSTGRES_PASSWORD_HOST_FILE".into(), pg_pw.display().to_string()),
-            ("AUDITTRAIL_CORS_ORIGINS".into(), r#"["https://audit.example.com"]"#.into()),
+            (
+                "AUDITTRAIL_SECRET_KEY_HOST_FILE".into(),
+                key_file.display().to_string(),
+            ),
+            (
+                "POSTGRES_PASSWORD_HOST_FILE".into(),
+                pg_pw.display().to_string(),
+            ),
+            (
+                "AUDITTRAIL_CORS_ORIGINS".into(),
+                r#"["https://audit.example.com"]"#.into(),
+            ),
         ],
         repo: repo.clone(),
         _secrets: secrets,
@@ -164,14 +187,30 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
         .json()
         .await
         .unwrap();
-    assert_eq!(health["status"], "ok", "production settings and six rules: {health}");
+    assert_eq!(
+        health["status"], "ok",
+        "production settings and six rules: {health}"
+    );
 
     // The container runs as uid 10001, its rules and root filesystem are read-only.
     assert_eq!(stack.ok(&["exec", "-T", "api", "id", "-u"]), "10001");
-    let write_rules = stack.compose(&["exec", "-T", "api", "sh", "-c", "echo x > /app/rules/x.rhai"]);
-    assert!(!write_rules.status.success(), "/app/rules must be read-only");
+    let write_rules = stack.compose(&[
+        "exec",
+        "-T",
+        "api",
+        "sh",
+        "-c",
+        "echo x > /app/rules/x.rhai",
+    ]);
+    assert!(
+        !write_rules.status.success(),
+        "/app/rules must be read-only"
+    );
     let write_root = stack.compose(&["exec", "-T", "api", "sh", "-c", "echo x > /usr/local/bin/x"]);
-    assert!(!write_root.status.success(), "the root filesystem must be read-only");
+    assert!(
+        !write_root.status.success(),
+        "the root filesystem must be read-only"
+    );
 
     // Data survives `down` and `up` (the named volume).
     stack.ok(&["down"]);
@@ -183,14 +222,21 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "the trace and the owner key survived");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "the trace and the owner key survived"
+    );
 
     // backup.sh in compose mode.
     let backups = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("bash");
     cmd.arg(repo.join("backup.sh"))
         .env("BACKUP_DIR", backups.path())
-        .env("COMPOSE", format!("docker-compose -p {} -f docker-compose.yml", stack.project));
+        .env(
+            "COMPOSE",
+            format!("docker-compose -p {} -f docker-compose.yml", stack.project),
+        );
     for (k, v) in &stack.env {
         cmd.env(k, v);
     }
@@ -203,7 +249,12 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
     let backup = std::fs::read_dir(backups.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("backup_"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("backup_")
+        })
         .expect("a backup file");
     assert!(backups.path().join("audittrail_backup.prom").exists());
 
@@ -220,7 +271,16 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
         .status()
         .unwrap();
     assert!(chmod.success());
-    stack.ok(&["run", "--rm", "-T", "-v", &mount, "api", "restore", &format!("/backups/{name}")]);
+    stack.ok(&[
+        "run",
+        "--rm",
+        "-T",
+        "-v",
+        &mount,
+        "api",
+        "restore",
+        &format!("/backups/{name}"),
+    ]);
     stack.ok(&["start", "api"]);
     stack.wait_healthy();
     wait_http(&format!("{base}/api/v1/health")).await;

@@ -87,7 +87,11 @@ fn run(dir: &Path, url: &str, args: &[&str]) -> std::process::Output {
     all.remove(0);
     let i = all.iter().position(|a| a == "--database-url").unwrap();
     all[i + 1] = url.to_owned();
-    Command::new(binary()).args(all).args(args).output().unwrap()
+    Command::new(binary())
+        .args(all)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -104,8 +108,17 @@ fn verified(dir: &Path, url: &str) -> (String, String) {
     assert!(out.status.success(), "{}", text(&out));
     let t = String::from_utf8_lossy(&out.stdout).into_owned();
     (
-        t.split(" records verified").next().unwrap().replace("ok: ", ""),
-        t.split("head link ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned(),
+        t.split(" records verified")
+            .next()
+            .unwrap()
+            .replace("ok: ", ""),
+        t.split("head link ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned(),
     )
 }
 
@@ -129,9 +142,19 @@ async fn backups_taken_under_load_verify_and_restore_to_the_same_chain() {
             while Instant::now() < until {
                 n += 1;
                 let events = (0..20)
-                    .map(|i| event(&format!("bk-{w}-{n}"), &format!("s{i}"), "2026-11-22T10:00:00Z"))
+                    .map(|i| {
+                        event(
+                            &format!("bk-{w}-{n}"),
+                            &format!("s{i}"),
+                            "2026-11-22T10:00:00Z",
+                        )
+                    })
                     .collect();
-                let r = client.post(format!("{base}/api/v1/traces")).json(&batch(events)).send().await;
+                let r = client
+                    .post(format!("{base}/api/v1/traces"))
+                    .json(&batch(events))
+                    .send()
+                    .await;
                 assert_eq!(r.unwrap().status().as_u16(), 202);
             }
         }));
@@ -170,14 +193,22 @@ async fn backups_taken_under_load_verify_and_restore_to_the_same_chain() {
     if !common::postgres() {
         let second = run(dir.path(), &url, &["serve"]);
         assert!(!second.status.success());
-        assert!(text(&second).contains("another AuditTrail server is running"), "{}", text(&second));
+        assert!(
+            text(&second).contains("another AuditTrail server is running"),
+            "{}",
+            text(&second)
+        );
     }
 
     // The restore drill: stop, restore (refused while the server runs), start, verify, counts.
     if !common::postgres() {
         let refused = run(dir.path(), &url, &["restore", file.to_str().unwrap()]);
         assert!(!refused.status.success());
-        assert!(text(&refused).contains("stop it before restoring"), "{}", text(&refused));
+        assert!(
+            text(&refused).contains("stop it before restoring"),
+            "{}",
+            text(&refused)
+        );
     }
     std::process::Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
@@ -186,16 +217,29 @@ async fn backups_taken_under_load_verify_and_restore_to_the_same_chain() {
     server.wait().unwrap();
     let restore_dir = tempfile::tempdir().unwrap();
     let restore_url = common::database_url(restore_dir.path());
-    let out = run(restore_dir.path(), &restore_url, &["restore", file.to_str().unwrap()]);
+    let out = run(
+        restore_dir.path(),
+        &restore_url,
+        &["restore", file.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let (records, _) = verified(restore_dir.path(), &restore_url);
-    assert_eq!(records, backup_records, "the restore holds exactly the backup");
+    assert_eq!(
+        records, backup_records,
+        "the restore holds exactly the backup"
+    );
     // The restored database serves: start it and read.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut restored = common::serve_command(restore_dir.path(), port).spawn().unwrap();
+    let mut restored = common::serve_command(restore_dir.path(), port)
+        .spawn()
+        .unwrap();
     common::wait_ready(&base).await;
-    let resp = client.get(format!("{base}/api/v1/traces/bk-0-1")).send().await.unwrap();
+    let resp = client
+        .get(format!("{base}/api/v1/traces/bk-0-1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let resp = client
         .post(format!("{base}/api/v1/traces"))
@@ -206,7 +250,11 @@ async fn backups_taken_under_load_verify_and_restore_to_the_same_chain() {
     assert_eq!(resp.status().as_u16(), 202);
     restored.kill().unwrap();
     restored.wait().unwrap();
-    assert!(run(restore_dir.path(), &restore_url, &["verify"]).status.success());
+    assert!(
+        run(restore_dir.path(), &restore_url, &["verify"])
+            .status
+            .success()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +277,11 @@ async fn backup_sh_in_local_mode_writes_the_backup_and_the_prometheus_file_atomi
     // An old backup to prune, and one that is recent enough to keep.
     let old = backups.path().join("backup_20200101_000000.db");
     std::fs::write(&old, b"old").unwrap();
-    Command::new("touch").args(["-d", "40 days ago"]).arg(&old).status().unwrap();
+    Command::new("touch")
+        .args(["-d", "40 days ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
     let recent = backups.path().join("backup_recent.db");
     std::fs::write(&recent, b"recent").unwrap();
     let mut env_args = common::base_args(dir.path());
@@ -251,13 +303,20 @@ async fn backup_sh_in_local_mode_writes_the_backup_and_the_prometheus_file_atomi
         ),
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(&wrapper).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
     let out = Command::new("bash")
         .arg(repo().join("backup.sh"))
         .env("BACKUP_MODE", "local")
         .env("BACKUP_DIR", backups.path())
         .env("AUDITTRAIL_BIN", &wrapper)
-        .env("BACKUP_EXT", if common::postgres() { "pgdump" } else { "db" })
+        .env(
+            "BACKUP_EXT",
+            if common::postgres() { "pgdump" } else { "db" },
+        )
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -265,13 +324,26 @@ async fn backup_sh_in_local_mode_writes_the_backup_and_the_prometheus_file_atomi
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!files.contains(&"backup_20200101_000000.db".to_owned()), "pruned: {files:?}");
-    assert!(files.contains(&"backup_recent.db".to_owned()), "kept: {files:?}");
     assert!(
-        files.iter().any(|f| f.starts_with("backup_2") && !f.starts_with("backup_2020")),
+        !files.contains(&"backup_20200101_000000.db".to_owned()),
+        "pruned: {files:?}"
+    );
+    assert!(
+        files.contains(&"backup_recent.db".to_owned()),
+        "kept: {files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("backup_2") && !f.starts_with("backup_2020")),
         "{files:?}"
     );
-    assert!(!files.iter().any(|f| f.ends_with(".tmp") || f.ends_with(".partial")), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".tmp") || f.ends_with(".partial")),
+        "{files:?}"
+    );
     let prom = std::fs::read_to_string(backups.path().join("audittrail_backup.prom")).unwrap();
     let stamp: u64 = prom
         .lines()

@@ -24,12 +24,16 @@ impl Drop for Nginx {
 
 fn start_nginx(upstream_port: u16, listen: u16) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
-    let shipped =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx.conf"))
-            .unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx.conf"),
+    )
+    .unwrap();
     assert!(shipped.contains("server api:8000;") && shipped.contains("listen 80;"));
     let conf = shipped
-        .replace("server api:8000;", &format!("server 127.0.0.1:{upstream_port};"))
+        .replace(
+            "server api:8000;",
+            &format!("server 127.0.0.1:{upstream_port};"),
+        )
         .replace("listen 80;", &format!("listen {listen};"))
         .replace("listen [::]:80;", &format!("listen [::]:{listen};"))
         .replace(
@@ -78,7 +82,11 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
     // Native ingest, OTLP and the Langfuse route, through nginx.
     let resp = client
         .post(format!("{base}/api/v1/traces"))
-        .json(&batch(vec![event("via-nginx", "s", "2026-11-22T10:00:00Z")]))
+        .json(&batch(vec![event(
+            "via-nginx",
+            "s",
+            "2026-11-22T10:00:00Z",
+        )]))
         .send()
         .await
         .unwrap();
@@ -111,14 +119,20 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
         let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
         assert_eq!(resp.status().as_u16(), 101);
         let msg = json!({"seq": 7, "events": [event("ws-nginx", "s", "2026-11-22T10:00:00Z")]});
-        ws.send(Message::Text(msg.to_string().into())).await.unwrap();
+        ws.send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
         let reply = loop {
             match ws.next().await.unwrap().unwrap() {
                 Message::Text(t) => break serde_json::from_str::<Value>(t.as_str()).unwrap(),
                 _ => continue,
             }
         };
-        assert_eq!((reply["seq"].as_u64(), reply["accepted"].as_u64()), (Some(7), Some(1)), "{reply}");
+        assert_eq!(
+            (reply["seq"].as_u64(), reply["accepted"].as_u64()),
+            (Some(7), Some(1)),
+            "{reply}"
+        );
     }
 
     // Bodies over the application's limit stop at nginx: 413.
@@ -132,7 +146,11 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
     assert_eq!(resp.status().as_u16(), 413);
 
     // Security headers on the application's 404 ...
-    let resp = client.get(format!("{base}/api/v1/nope")).send().await.unwrap();
+    let resp = client
+        .get(format!("{base}/api/v1/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     let expect_headers = |h: &reqwest::header::HeaderMap, what: &str| {
         for (name, value) in [
@@ -151,7 +169,11 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
     // ... and on nginx's own 429: the query routes allow 10 r/s with a burst of 20.
     let mut limited = None;
     for _ in 0..60 {
-        let resp = client.get(format!("{base}/api/v1/traces")).send().await.unwrap();
+        let resp = client
+            .get(format!("{base}/api/v1/traces"))
+            .send()
+            .await
+            .unwrap();
         if resp.status().as_u16() == 429 {
             limited = Some(resp);
             break;
@@ -162,11 +184,19 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
     // Ingest has its own, much larger budget: it still goes through right now.
     let resp = client
         .post(format!("{base}/api/v1/traces"))
-        .json(&batch(vec![event("after-burst", "s", "2026-11-22T10:00:00Z")]))
+        .json(&batch(vec![event(
+            "after-burst",
+            "s",
+            "2026-11-22T10:00:00Z",
+        )]))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 202, "ingest is not throttled at 10 r/s");
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "ingest is not throttled at 10 r/s"
+    );
 
     // /metrics is not served to the outside.
     let resp = client.get(format!("{base}/metrics")).send().await.unwrap();
@@ -188,7 +218,9 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     let resp = client
-        .get(format!("{direct}/api/v1/audit?event_type=authentication&result=failure"))
+        .get(format!(
+            "{direct}/api/v1/audit?event_type=authentication&result=failure"
+        ))
         .send()
         .await
         .unwrap();

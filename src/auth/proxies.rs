@@ -15,11 +15,15 @@ impl ProxyNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             // An IPv4 client seen through an IPv6 socket.
@@ -35,7 +39,8 @@ impl FromStr for ProxyNet {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{s}` is not an IP address or network (e.g. 10.0.0.1 or 172.16.0.0/12)");
+        let bad =
+            || format!("`{s}` is not an IP address or network (e.g. 10.0.0.1 or 172.16.0.0/12)");
         let (addr, prefix) = match s.trim().split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s.trim(), None),
@@ -78,6 +83,9 @@ mod tests {
         }
         assert!("10.0.0.0/33".parse::<ProxyNet>().is_err());
         assert!("nginx".parse::<ProxyNet>().is_err());
-        assert!(trusted(&["0.0.0.0/0".parse().unwrap()], "1.2.3.4".parse().unwrap()));
+        assert!(trusted(
+            &["0.0.0.0/0".parse().unwrap()],
+            "1.2.3.4".parse().unwrap()
+        ));
     }
 }

@@ -110,7 +110,9 @@ pub async fn backup(store: &Store, key: &ChainKey, dest: &Path) -> Result<Checke
                 .execute(&mut copy)
                 .await
                 .map_err(|e| failed("checkpoint of the copy", e))?;
-            copy.close().await.map_err(|e| failed("closing the copy", e))?;
+            copy.close()
+                .await
+                .map_err(|e| failed("closing the copy", e))?;
             if check != "ok" {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(BackupError::Failed(format!("integrity_check: {check}")));
@@ -266,14 +268,20 @@ async fn check_pg_dump(
     }
     .await;
     let drop = format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)");
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+        .execute(&mut conn)
+        .await;
     let _ = conn.close().await;
     result
 }
 
 /// Restores the checked backup `src` into the configured database (SQLite: replaces the file;
 /// Postgres: into an empty database) and verifies the result.
-pub async fn restore(location: &Location, key: &ChainKey, src: &Path) -> Result<Checked, BackupError> {
+pub async fn restore(
+    location: &Location,
+    key: &ChainKey,
+    src: &Path,
+) -> Result<Checked, BackupError> {
     match location {
         Location::Sqlite(path) => {
             let lock = ServerLock::path_for(path);

@@ -60,7 +60,8 @@ async fn stored_bodies(
         }
         // By id, then log order: the (project, id, seq) index answers it without a sort. (An
         // ORDER BY seq alone lets the planner prefer (project, seq) and scan the project.)
-        q.order_by(column, Order::Asc).order_by(Events::Seq, Order::Asc);
+        q.order_by(column, Order::Asc)
+            .order_by(Events::Seq, Order::Asc);
         let id_column = match column {
             Events::SessionId => "session_id",
             Events::Agent => "agent",
