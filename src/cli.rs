@@ -136,7 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(cli.config.bind).await?;
             let service = server::build(cli.config).await?;
-            tracing::info!(addr = %listener.local_addr()?, version = crate::web::ops::VERSION, "AuditTrail listening");
+            tracing::info!(addr = %listener.local_addr()?, version = crate::VERSION, "AuditTrail listening");
             service.serve(listener, server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

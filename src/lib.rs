@@ -15,18 +15,23 @@
 //!   queries, `verify` and `replay`.
 //! - [`pipeline`]: the one module that wires the stages together.
 //! - [`ingest`]: the doors, each decoding its wire format into the pipeline.
-//! - [`web`]: the router, shared state, query and operations routes.
+//! - [`http`]: the shell every door shares: state, errors, the principal extractor, limits
+//!   and the middleware; [`api`] (query, admin and operations routes) and [`dashboard`]
+//!   (the pages and the live feed) are doors beside [`ingest`], composed in [`server`].
 //! - [`config`], [`server`], [`cli`]: configuration, start-up/shutdown, the command line.
 //! - [`loadgen`]: the load generator behind the README's figures.
 
 pub mod ablation;
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod event;
 pub mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod loadgen;
@@ -35,4 +40,6 @@ pub mod redact;
 pub mod rules;
 pub mod server;
 pub mod store;
-pub mod web;
+
+/// The release, as `/api/v1/health` and the logs report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -17,6 +17,7 @@ use crate::auth::audit::{AuditEntry, AuditSink};
 use crate::config::{Config, DatabaseTarget, Resolved};
 use crate::event::Limits;
 use crate::feed::alerts::AlertSink;
+use crate::http::{self, AppState};
 use crate::ingest::pricing::PriceTable;
 use crate::pipeline::Pipeline;
 use crate::pipeline::evaluate::{self, EvaluateConfig};
@@ -25,7 +26,6 @@ use crate::store::chain::ChainKey;
 use crate::store::checkpoint::CheckpointFile;
 use crate::store::writer::{self, WriterConfig};
 use crate::store::{Location, PoolSizes, Store, StoreError};
-use crate::web::{self, AppState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -165,6 +165,9 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             keep_finished: Duration::from_secs(3600),
         },
     ));
+    let activity = Arc::new(crate::feed::activity::Activity::default());
+    activity.subscribe(&writer);
+    let resolved_secret = resolved.secret_key.expose().to_owned();
     let state = AppState {
         config: Arc::new(config),
         resolved: Arc::new(resolved),
@@ -176,8 +179,10 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         auth,
         connected_agents: Default::default(),
         ablations,
-        metrics: web::ops::metrics_handle(),
+        metrics: crate::api::ops::metrics_handle(),
         started: Instant::now(),
+        sessions: crate::auth::session::SessionKeys::derive(resolved_secret.as_bytes()),
+        activity,
     };
     Ok(Service {
         state,
@@ -204,7 +209,16 @@ impl Service {
         } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let store = state.store.clone();
-        let app = web::app(state);
+        let app = http::app(
+            state,
+            http::Doors {
+                ingest: crate::api::ingest_router(),
+                api: crate::api::router(),
+                public: crate::api::public_router(),
+                dashboard: crate::dashboard::router(),
+                fallback: axum::routing::any(crate::dashboard::not_found),
+            },
+        );
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let signal = async move {
             shutdown.await;

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod permission;
 pub mod policy;
 pub mod proxies;
+pub mod session;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -7,13 +7,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::body::{parse_json, read_limited};
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
+use crate::http::AppState;
+use crate::http::body::{parse_json, read_limited};
+use crate::http::error::ApiError;
 use crate::pipeline::{IngestError, Ingested};
 use crate::store::AppendError;
-use crate::web::AppState;
-use crate::web::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/traces", post(post_traces))

@@ -5,7 +5,6 @@
 //!   by [`otel_map`] with costs from [`pricing`].
 //! - [`ws`]: `GET /ws/ingest`, native batches as WebSocket messages, acked per message.
 
-pub mod body;
 pub mod http;
 pub mod otel_map;
 pub mod otlp;

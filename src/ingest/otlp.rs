@@ -24,15 +24,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use serde_json::{Value, json};
 
-use super::body::read_limited;
 use super::http::ingest_error;
 use super::otel_map;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
 use crate::event::{self, FieldError};
+use crate::http::AppState;
+use crate::http::body::read_limited;
+use crate::http::error::ApiError;
 use crate::pipeline::new_event_id;
-use crate::web::AppState;
-use crate::web::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -153,7 +153,7 @@ pub(crate) fn decode(bytes: &[u8], wire: Wire) -> Result<ExportTraceServiceReque
             )
         }),
         Wire::Json => {
-            let mut v: Value = super::body::parse_json(bytes)?;
+            let mut v: Value = crate::http::body::parse_json(bytes)?;
             lenient_enums(&mut v);
             serde_json::from_value(v).map_err(|e| {
                 // serde's message may quote a value; keep only its position-free category.
@@ -264,7 +264,7 @@ async fn langfuse_projects(principal: Principal) -> Result<Json<Value>, ApiError
 }
 
 async fn langfuse_health() -> Json<Value> {
-    Json(json!({ "status": "OK", "version": crate::web::ops::VERSION }))
+    Json(json!({ "status": "OK", "version": crate::VERSION }))
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use super::http::ingest_error;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
-use crate::web::AppState;
-use crate::web::error::ApiError;
+use crate::http::AppState;
+use crate::http::error::ApiError;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -125,7 +125,7 @@ fn error_reply(seq: &Value, e: ApiError) -> Value {
 }
 
 async fn handle(state: &AppState, project: &str, text: &str) -> Value {
-    let mut body = match crate::ingest::body::parse_json(text.as_bytes()) {
+    let mut body = match crate::http::body::parse_json(text.as_bytes()) {
         Ok(v) => v,
         Err(e) => return error_reply(&Value::Null, e),
     };

@@ -36,6 +36,7 @@ pub mod receipt;
 pub mod record;
 pub mod replay;
 pub mod schema;
+pub mod sessions;
 pub mod verify;
 pub mod violations;
 pub mod writer;
@@ -51,7 +52,7 @@ use sqlx::{ConnectOptions, Connection};
 pub use db::Backend;
 use db::{Conn, Pool, Raw};
 pub use record::PreparedEvent;
-pub use writer::{AppendError, AppendOutcome, WriterHandle};
+pub use writer::{AppendError, AppendOutcome, Committed, CommittedRecord, WriterHandle};
 
 /// Errors of the store. Messages are for operators (logs); the API maps them to opaque 5xx.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::chain::to_hex;
 use super::db::Row;
 use super::projection::nanos_to_cost;
-use super::schema::{Events, Traces};
+use super::schema::{Events, Traces, Violations};
 use super::{Store, StoreError};
 use crate::event::format_time;
 
@@ -30,6 +30,8 @@ pub struct TraceFilter {
     pub from: Option<DateTime<Utc>>,
     /// Traces that started before this time.
     pub to: Option<DateTime<Utc>>,
+    /// Only traces with (`true`) or without (`false`) a rule violation.
+    pub has_violations: Option<bool>,
 }
 
 /// Position after the last trace of a page.
@@ -144,6 +146,26 @@ pub async fn list_traces(
     if let Some(to) = &filter.to {
         q.and_where(Expr::col(Traces::StartTime).lt(format_time(to)));
     }
+    if let Some(has) = filter.has_violations {
+        let violated = Query::select()
+            .expr(Expr::val(1))
+            .from(Violations::Table)
+            .and_where(
+                Expr::col((Violations::Table, Violations::Project))
+                    .equals((Traces::Table, Traces::Project)),
+            )
+            .and_where(
+                Expr::col((Violations::Table, Violations::TraceId))
+                    .equals((Traces::Table, Traces::TraceId)),
+            )
+            .and_where(Expr::col((Violations::Table, Violations::Outcome)).eq("violation"))
+            .to_owned();
+        q.and_where(if has {
+            Expr::exists(violated)
+        } else {
+            Expr::not_exists(violated)
+        });
+    }
     if let Some(c) = after {
         q.cond_where(
             Cond::any()
@@ -214,6 +236,214 @@ pub async fn get_trace(
         spans.push(v);
     }
     Ok(Some((summary, spans)))
+}
+
+/// The projects that have traces, in order, at most `limit` (a loose index scan: one probe
+/// per project, however many traces each has).
+pub async fn project_ids(store: &Store, limit: u64) -> Result<Vec<String>, StoreError> {
+    let rows = store
+        .readers()
+        .fetch_all(&super::db::Raw::new(
+            "WITH RECURSIVE p(project) AS ( \
+                 SELECT MIN(project) FROM traces \
+                 UNION ALL \
+                 SELECT (SELECT MIN(t.project) FROM traces t WHERE t.project > p.project) \
+                 FROM p WHERE p.project IS NOT NULL) \
+             SELECT project FROM p WHERE project IS NOT NULL LIMIT ?",
+            [(limit as i64).into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.text("project")).collect()
+}
+
+/// A stored record as the live feed shows it (see [`super::record::live_summary`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LiveRecord {
+    pub seq: i64,
+    pub project: String,
+    pub record_type: String,
+    pub trace_id: String,
+    pub summary: Value,
+}
+
+const LIVE_TYPES: [&str; 4] = ["span", "guard", "violation", "rule_error"];
+
+fn live_record(row: &Row) -> Result<Option<LiveRecord>, StoreError> {
+    let seq = row.int("seq")?;
+    let record_type = row.text("record_type")?;
+    let Some(body) = row.opt_text("body")? else {
+        return Ok(None); // erased
+    };
+    let body = super::parse_body(seq, &body)?;
+    let Some(summary) = super::record::live_summary(&record_type, seq, &body) else {
+        return Ok(None);
+    };
+    Ok(Some(LiveRecord {
+        seq,
+        project: row.text("project")?,
+        record_type,
+        trace_id: row.opt_text("trace_id")?.unwrap_or_default(),
+        summary,
+    }))
+}
+
+/// The live records after log position `after_seq`, oldest first, at most `limit`: the live
+/// feed's catch-up. `scope` limits the projects (`None`: every tenant project).
+pub async fn records_after(
+    store: &Store,
+    scope: Option<&[String]>,
+    after_seq: i64,
+    limit: u64,
+) -> Result<Vec<LiveRecord>, StoreError> {
+    let mut q = Query::select();
+    q.columns([
+        Events::Seq,
+        Events::Project,
+        Events::RecordType,
+        Events::TraceId,
+        Events::Body,
+    ])
+    .from(Events::Table)
+    .and_where(Expr::col(Events::Seq).gt(after_seq))
+    .and_where(Expr::col(Events::RecordType).is_in(LIVE_TYPES));
+    match scope {
+        Some(projects) => {
+            q.and_where(Expr::col(Events::Project).is_in(projects.iter().map(String::as_str)));
+        }
+        None => {
+            q.and_where(Expr::col(Events::Project).ne(super::schema::SYSTEM_PROJECT));
+        }
+    }
+    q.order_by(Events::Seq, Order::Asc).limit(limit);
+    let rows = store.readers().fetch_all(&q).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.extend(live_record(row)?);
+    }
+    Ok(out)
+}
+
+/// A project's newest live records, newest first.
+pub async fn latest_records(
+    store: &Store,
+    project: &str,
+    limit: u64,
+) -> Result<Vec<LiveRecord>, StoreError> {
+    let q = Query::select()
+        .columns([
+            Events::Seq,
+            Events::Project,
+            Events::RecordType,
+            Events::TraceId,
+            Events::Body,
+        ])
+        .from(Events::Table)
+        .and_where(Expr::col(Events::Project).eq(project))
+        .and_where(Expr::col(Events::RecordType).is_in(LIVE_TYPES))
+        .order_by(Events::Seq, Order::Desc)
+        .limit(limit)
+        .to_owned();
+    let rows = store.readers().fetch_all(&q).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.extend(live_record(row)?);
+    }
+    Ok(out)
+}
+
+/// What the trace view draws of a span: everything but its input, output and attributes.
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
+pub struct SpanOutline {
+    #[serde(skip)]
+    pub seq: i64,
+    #[serde(default)]
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub status: String,
+    pub agent: Option<String>,
+    pub model: Option<String>,
+    #[serde(default)]
+    pub start_time: String,
+    pub end_time: Option<String>,
+    pub duration_ms: Option<f64>,
+    #[serde(default)]
+    pub usage: OutlineUsage,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
+pub struct OutlineUsage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cost_usd: f64,
+}
+
+/// A trace's spans without their bodies' payloads, by start time then log order, at most
+/// `max_spans`. Bodies are parsed into [`SpanOutline`] directly (input and output are skipped,
+/// never built), which keeps a 10,000-span trace cheap to draw.
+pub async fn span_outlines(
+    store: &Store,
+    project: &str,
+    trace_id: &str,
+    max_spans: u64,
+) -> Result<Vec<SpanOutline>, StoreError> {
+    let q = Query::select()
+        .columns([Events::Seq, Events::Body])
+        .from(Events::Table)
+        .and_where(Expr::col(Events::Project).eq(project))
+        .and_where(Expr::col(Events::TraceId).eq(trace_id))
+        .and_where(Expr::col(Events::RecordType).eq("span"))
+        .and_where(Expr::col(Events::Body).is_not_null())
+        .order_by(Events::EventTime, Order::Asc)
+        .order_by(Events::Seq, Order::Asc)
+        .limit(max_spans)
+        .to_owned();
+    let rows = store.readers().fetch_all(&q).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq = row.int("seq")?;
+        let body = row.text("body")?;
+        let mut outline: SpanOutline =
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                seq,
+                reason: e.to_string(),
+            })?;
+        outline.seq = seq;
+        out.push(outline);
+    }
+    Ok(out)
+}
+
+/// One span record of a trace, with its redacted input and output; `None` if the project has
+/// no such span in that trace (or its body was erased).
+pub async fn span_record(
+    store: &Store,
+    project: &str,
+    trace_id: &str,
+    seq: i64,
+) -> Result<Option<Value>, StoreError> {
+    let q = Query::select()
+        .columns([Events::Seq, Events::Body])
+        .from(Events::Table)
+        .and_where(Expr::col(Events::Seq).eq(seq))
+        .and_where(Expr::col(Events::Project).eq(project))
+        .and_where(Expr::col(Events::TraceId).eq(trace_id))
+        .and_where(Expr::col(Events::RecordType).eq("span"))
+        .to_owned();
+    let Some(row) = store.readers().fetch_optional(&q).await? else {
+        return Ok(None);
+    };
+    match row.opt_text("body")? {
+        Some(body) => Ok(Some(super::parse_body(seq, &body)?)),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -225,3 +225,40 @@ impl PreparedEvent {
         }
     }
 }
+
+/// What a live view shows of a span or guard record: its summary fields (never its input,
+/// output or attributes). The committed stream and the live feed's catch-up both use this, so
+/// a record looks the same however it reaches the browser.
+pub fn span_summary(body: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "event_id",
+        "span_id",
+        "parent_span_id",
+        "kind",
+        "name",
+        "agent",
+        "session_id",
+        "status",
+        "start_time",
+        "end_time",
+        "duration_ms",
+        "model",
+        "usage",
+    ] {
+        if let Some(v) = body.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// The live summary of any stored record that has one (spans, guards, violations, rule errors).
+pub fn live_summary(record_type: &str, seq: i64, body: &Value) -> Option<Value> {
+    match record_type {
+        "span" | "guard" => Some(span_summary(body)),
+        "violation" | "rule_error" => super::violations::row_from_body(seq, body)
+            .and_then(|row| serde_json::to_value(row).ok()),
+        _ => None,
+    }
+}

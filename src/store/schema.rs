@@ -149,3 +149,15 @@ impl RecordType {
         }
     }
 }
+
+#[derive(Iden, Clone, Copy)]
+pub enum DashboardSessions {
+    Table,
+    IdHash,
+    KeyId,
+    KeyRotatedAt,
+    Project,
+    CreatedAt,
+    ExpiresAt,
+    EndedAt,
+}

@@ -812,7 +812,7 @@ impl Committer {
                     project: ev.project.clone(),
                     record_type: ev.record_type.as_str(),
                     trace_id: ev.trace_id.clone(),
-                    summary: span_summary(&ev.body),
+                    summary: super::record::span_summary(&ev.body),
                 });
             }
             let cause_seq = head.seq;
@@ -881,30 +881,6 @@ impl Committer {
 }
 
 /// The fields of a span a live view shows (never input or output).
-fn span_summary(body: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    for k in [
-        "event_id",
-        "span_id",
-        "parent_span_id",
-        "kind",
-        "name",
-        "agent",
-        "session_id",
-        "status",
-        "start_time",
-        "end_time",
-        "duration_ms",
-        "model",
-        "usage",
-    ] {
-        if let Some(v) = body.get(k) {
-            out.insert(k.into(), v.clone());
-        }
-    }
-    Value::Object(out)
-}
-
 /// The positions an erasure selects: its project's span, guard and outcome records that still
 /// have a body.
 async fn selected_seqs(db: &mut Exec<'_>, request: &EraseRequest) -> Result<Vec<i64>, StoreError> {

@@ -1,25 +1,23 @@
-//! HTTP surface: the router, shared state and the middleware around every route.
+//! The HTTP shell every door shares: the state handlers see, errors as responses, the
+//! principal extractor, request limits, and the middleware around every route.
 //!
-//! Each resource has its own `router()`; [`app`] merges them and adds the layers: request ids,
-//! timeouts, security headers, CORS, the latency histogram and the one place errors are logged.
+//! The doors ([`crate::ingest`], [`crate::api`], [`crate::dashboard`]) each build their own
+//! router over [`AppState`]; [`app`] takes them as [`Doors`] and adds the layers: request ids,
+//! timeouts, security headers, CORS, the rate budgets, the latency histogram and the one place
+//! errors are logged. Nothing here names a door, so imports only go downward.
 
-pub mod ablation;
-pub mod audit;
+pub mod body;
 pub mod error;
-pub mod keys;
 pub mod limits;
-pub mod ops;
 pub mod params;
 pub mod principal;
-pub mod rules;
-pub mod traces;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -54,32 +52,41 @@ pub struct AppState {
     pub connected_agents: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    /// Signs dashboard session cookies and CSRF tokens.
+    pub sessions: crate::auth::session::SessionKeys,
+    /// The overview's per-minute counters (fed by the committed stream).
+    pub activity: Arc<crate::feed::activity::Activity>,
+}
+
+/// The routers of the doors, as [`app`] composes them.
+pub struct Doors {
+    /// Agent-facing ingest routes (the ingest rate budget).
+    pub ingest: Router<AppState>,
+    /// Query, admin and operations API routes (the query budget).
+    pub api: Router<AppState>,
+    /// Routes without a key or a budget (health probe, metrics).
+    pub public: Router<AppState>,
+    /// Dashboard pages and the live feed (the query budget). They set their own
+    /// `Content-Security-Policy`; everything else gets the API's `default-src 'none'`.
+    pub dashboard: Router<AppState>,
+    /// Answers requests no route matched.
+    pub fallback: axum::routing::MethodRouter<AppState>,
 }
 
 /// The whole application, ready to serve. Tests drive this directly.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, doors: Doors) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     let cors = cors_layer(&state.resolved.cors_origins);
     let proxies = &state.config.trusted_proxies;
-    let ingest = Router::new()
-        .merge(crate::ingest::http::router())
-        .merge(crate::ingest::otlp::router())
-        .merge(crate::ingest::ws::router())
-        .merge(rules::ingest_router())
-        .layer(limits::layer(
-            "ingest",
-            state.config.rate_limit_ingest,
-            proxies,
-        ));
+    let ingest = doors.ingest.layer(limits::layer(
+        "ingest",
+        state.config.rate_limit_ingest,
+        proxies,
+    ));
     let queries = Router::new()
-        .merge(traces::router())
-        .merge(rules::router())
-        .merge(keys::router())
-        .merge(audit::router())
-        .merge(ablation::router())
-        .merge(ops::router())
-        .merge(crate::ingest::otlp::langfuse_router())
+        .merge(doors.api)
+        .merge(doors.dashboard)
         .layer(limits::layer(
             "queries",
             state.config.rate_limit_queries,
@@ -88,8 +95,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ingest)
         .merge(queries)
-        .merge(ops::public_router())
-        .fallback(|| async { ApiError::not_found("no such route") })
+        .merge(doors.public)
+        .fallback_service(doors.fallback.with_state(state.clone()))
         // A panicking handler answers 500 problem+json instead of dropping the connection;
         // the panic hook (main.rs) logs where, never the message (it may hold request data).
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -183,17 +190,22 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 /// Records the latency histogram and logs each failed request once, with its internal cause.
 /// HSTS when the request reached us over TLS: nginx terminates TLS and says so in
 /// `X-Forwarded-Proto`, which is believed only from a trusted proxy.
+/// Whether the request reached nginx over TLS: a trusted proxy said so in
+/// `X-Forwarded-Proto` (the server itself never terminates TLS).
+pub fn via_tls(state: &AppState, peer: Option<std::net::IpAddr>, headers: &HeaderMap) -> bool {
+    peer.is_some_and(|p| state.auth.trusts(p))
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            == Some("https")
+}
+
 async fn hsts(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let tls = peer.is_some_and(|p| state.auth.trusts(p))
-        && req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            == Some("https");
+    let tls = via_tls(&state, peer, req.headers());
     let mut resp = next.run(req).await;
     if tls {
         resp.headers_mut().insert(

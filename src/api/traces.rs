@@ -7,11 +7,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::ApiError;
-use super::params::QueryErrors;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::params::QueryErrors;
 use crate::store::query::{self, Cursor, TraceFilter, TraceStatus};
 
 /// Spans returned with one trace.
@@ -30,6 +30,7 @@ struct ListParams {
     status: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    has_violations: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
 }
@@ -50,6 +51,15 @@ async fn list(
             None
         }
     };
+    let has_violations = match p.has_violations.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => {
+            errors.push("has_violations", "must be true or false");
+            None
+        }
+    };
     let from = errors.time("from", p.from.as_deref());
     let to = errors.time("to", p.to.as_deref());
     let limit = errors.limit(p.limit.as_deref());
@@ -63,6 +73,7 @@ async fn list(
         status,
         from,
         to,
+        has_violations,
     };
     let (items, next) = query::list_traces(&state.store, &project, &filter, cursor.as_ref(), limit)
         .await

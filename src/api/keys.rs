@@ -8,14 +8,14 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::ApiError;
 use crate::auth::Principal;
 use crate::auth::audit::AuditEntry;
-use crate::auth::keys::{self, KeyError, KeySpec};
+use crate::auth::keys::{self, IssuedKey, KeyError, KeySpec};
 use crate::auth::permission::Permission;
 use crate::auth::policy::{self, Denial};
-use crate::ingest::body::{parse_json, read_limited};
+use crate::http::AppState;
+use crate::http::body::{parse_json, read_limited};
+use crate::http::error::ApiError;
 use crate::store::keys as store_keys;
 
 /// Key-management bodies are small.
@@ -100,16 +100,23 @@ async fn list(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
+    let visible = visible_keys(&state, &principal).await?;
+    Ok(Json(json!({ "keys": visible })))
+}
+
+/// The keys `principal` may administer (within its own projects and permissions).
+pub async fn visible_keys(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<crate::auth::keys::KeyRecord>, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.list")?;
     let all = store_keys::list(&state.store)
         .await
         .map_err(ApiError::internal)?;
-    // A key sees only the keys within its own projects and permissions.
-    let visible: Vec<_> = all
+    Ok(all
         .into_iter()
         .filter(|k| policy::may_administer(&principal.key, k).is_ok())
-        .collect();
-    Ok(Json(json!({ "keys": visible })))
+        .collect())
 }
 
 fn spec_from(body: &Value) -> Result<KeySpec, ApiError> {
@@ -188,7 +195,19 @@ async fn create(
 ) -> Result<Response, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.create")?;
     let body = parse_json(&read_limited(req.into_body(), MAX_BODY).await?)?;
-    let mut spec = spec_from(&body)?;
+    let issued = create_key(&state, &principal, &body).await?;
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+/// Creates a key from a request body (`name`, `projects`, `permissions`, `expires_in`), within
+/// what `principal` itself holds; audited.
+pub async fn create_key(
+    state: &AppState,
+    principal: &Principal,
+    body: &Value,
+) -> Result<IssuedKey, ApiError> {
+    principal.authorize(Permission::KeysAdmin, "keys.create")?;
+    let mut spec = spec_from(body)?;
     // A key's name is stored, listed and audited: personal data in it is redacted like any.
     spec.name = state.pipeline.redaction.lookup_text("name", &spec.name);
     // Nobody hands out more than they have: projects, permissions or lifetime.
@@ -199,7 +218,7 @@ async fn create(
         &spec.permissions,
         expires_at.as_deref(),
     )
-    .map_err(|d| refuse(&principal, "keys.create", None, d))?;
+    .map_err(|d| refuse(principal, "keys.create", None, d))?;
     let issued = store_keys::create(&state.store, &spec)
         .await
         .map_err(key_error)?;
@@ -207,7 +226,7 @@ async fn create(
     e.resource = Some(issued.record.id.clone());
     e.metadata = json!({ "name": issued.record.name, "projects": issued.record.projects, "permissions": issued.record.permissions });
     principal.record(e);
-    Ok((StatusCode::CREATED, Json(issued)).into_response())
+    Ok(issued)
 }
 
 /// A key the caller may administer; outside its projects it is 404 like a missing one.
@@ -232,16 +251,25 @@ async fn rotate(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    Ok(Json(rotate_key(&state, &principal, &id).await?).into_response())
+}
+
+/// Gives key `id` a new secret (the old one stops working at once); audited.
+pub async fn rotate_key(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<IssuedKey, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.rotate")?;
-    administered_key(&state, &principal, &id, "keys.rotate").await?;
-    let issued = store_keys::rotate(&state.store, &id)
+    administered_key(state, principal, id, "keys.rotate").await?;
+    let issued = store_keys::rotate(&state.store, id)
         .await
         .map_err(key_error)?;
-    state.auth.evict(&id);
+    state.auth.evict(id);
     let mut e = principal.entry("key_management", "keys.rotate", "success");
-    e.resource = Some(id);
+    e.resource = Some(id.to_owned());
     principal.record(e);
-    Ok(Json(issued).into_response())
+    Ok(issued)
 }
 
 async fn revoke(
@@ -249,14 +277,23 @@ async fn revoke(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    Ok(Json(revoke_key(&state, &principal, &id).await?).into_response())
+}
+
+/// Revokes key `id` (never the last admin key); audited.
+pub async fn revoke_key(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<crate::auth::keys::KeyRecord, ApiError> {
     principal.authorize(Permission::KeysAdmin, "keys.revoke")?;
-    administered_key(&state, &principal, &id, "keys.revoke").await?;
-    let rec = store_keys::revoke(&state.store, &id)
+    administered_key(state, principal, id, "keys.revoke").await?;
+    let rec = store_keys::revoke(&state.store, id)
         .await
         .map_err(key_error)?;
-    state.auth.evict(&id);
+    state.auth.evict(id);
     let mut e = principal.entry("key_management", "keys.revoke", "success");
-    e.resource = Some(id);
+    e.resource = Some(id.to_owned());
     principal.record(e);
-    Ok(Json(rec).into_response())
+    Ok(rec)
 }

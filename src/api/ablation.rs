@@ -19,13 +19,13 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::ApiError;
 use crate::ablation::{self, AblationError, AblationRange};
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
 use crate::event::FieldError;
-use crate::ingest::body::{parse_json, read_limited};
+use crate::http::AppState;
+use crate::http::body::{parse_json, read_limited};
+use crate::http::error::ApiError;
 use crate::rules::RuleSet;
 use crate::rules::live::LoadProblem;
 use crate::store::history;
@@ -134,13 +134,27 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let project = principal.authorize(Permission::RulesRead, "ablation.start")?;
     let body = parse_json(&read_limited(req.into_body(), 1 << 20).await?)?;
-    let (set, range) = candidate(&state, &body)?;
+    let view = submit(&state, &principal, &project, &body)?;
+    let status_url = format!("/api/v1/ablation/{}", view.id);
+    let mut body = serde_json::to_value(&view).map_err(ApiError::internal)?;
+    body["status_url"] = json!(status_url);
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Starts an ablation job for `project` from a request body (see the module docs); audited.
+pub fn submit(
+    state: &AppState,
+    principal: &Principal,
+    project: &str,
+    body: &Value,
+) -> Result<crate::jobs::View, ApiError> {
+    let (set, range) = candidate(state, body)?;
     let set = std::sync::Arc::new(set);
     let store = state.store.clone();
-    let job_project = project.clone();
+    let job_project = project.to_owned();
     let view = state
         .ablations
-        .submit(&project, &principal.key.id, move |progress| async move {
+        .submit(project, &principal.key.id, move |progress| async move {
             // A job reads on the store's job connections, never the request path's readers.
             let mut conn = store.job_connection().await.map_err(|e| {
                 tracing::error!(error = %e, "ablation job: no job connection");
@@ -180,10 +194,7 @@ async fn start(
     let mut e = principal.entry("configuration", "ablation.start", "success");
     e.resource = Some(view.id.clone());
     principal.record(e);
-    let status_url = format!("/api/v1/ablation/{}", view.id);
-    let mut body = serde_json::to_value(&view).map_err(ApiError::internal)?;
-    body["status_url"] = json!(status_url);
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok(view)
 }
 
 /// A store failure inside a job: logged in full, reported to the client without detail.

@@ -15,12 +15,12 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use super::AppState;
-use super::error::ApiError;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
+use crate::http::AppState;
+use crate::http::error::ApiError;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::VERSION;
 
 /// Routes that need a key.
 pub fn router() -> Router<AppState> {

@@ -6,11 +6,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::ApiError;
-use super::params::QueryErrors;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::params::QueryErrors;
 use crate::store::audit_log::{self as audit, AuditFilter};
 
 pub fn router() -> Router<AppState> {

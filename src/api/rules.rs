@@ -6,12 +6,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::ApiError;
-use super::params::QueryErrors;
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
-use crate::ingest::body::{parse_json, read_limited};
+use crate::http::AppState;
+use crate::http::body::{parse_json, read_limited};
+use crate::http::error::ApiError;
+use crate::http::params::QueryErrors;
 use crate::ingest::http::ingest_error;
 use crate::rules::{Decision, RuleOutcome, Severity, decision};
 use crate::store::violations::{self, ViolationFilter, ViolationRow};

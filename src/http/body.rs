@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use bytes::Bytes;
 
-use crate::web::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Reads at most `limit` bytes; a larger body is 413 and is never buffered whole.
 pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
