@@ -26,6 +26,8 @@ COPY build.rs ./
 COPY src src
 COPY benches benches
 COPY migrations migrations
+COPY web web
+COPY askama.toml ./
 COPY rules rules
 RUN cargo build --release --locked --bin audittrail \
  && strip target/release/audittrail \

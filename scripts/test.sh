@@ -34,6 +34,8 @@ need_pkg psql postgresql-client
 need_pkg pg_dump postgresql-client
 need_pkg nginx nginx
 need_pkg promtool prometheus
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
 
 # A Docker engine and offline base images for the compose test (nothing can be pulled).
 log "docker engine and base images"

@@ -62,6 +62,12 @@ pub fn router() -> Router<AppState> {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),
         ))
+        // With `no-referrer` browsers send `Origin: null` on form posts; same-origin keeps
+        // the origin check possible and still sends nothing to other sites.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
 }
 
 /// Answers requests no route matched: an HTML page for browsers, problem+json for the API.

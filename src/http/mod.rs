@@ -119,7 +119,8 @@ pub fn app(state: AppState, doors: Doors) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
-        .layer(SetResponseHeaderLayer::overriding(
+        // The dashboard sets `same-origin` (browsers then send a real `Origin` on its forms).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
