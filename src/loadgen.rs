@@ -577,28 +577,56 @@ async fn read_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         ),
         ("detail", "DETAIL".into()),
         ("violations", "/api/v1/violations?limit=50".into()),
+        // The dashboard's pages, signed in with the same key.
+        ("page overview", "/".into()),
+        ("page list", "/traces".into()),
+        ("page list agent", "/traces?agent=agent-3".into()),
+        ("page detail", "PAGE_DETAIL".into()),
     ];
+    // A dashboard session for the page routes (no redirects followed: a 303 is a failure).
+    let session = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={key}"))
+        .send()
+        .await?;
+    let cookie = session
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("signing in to the dashboard failed: {}", session.status()))?;
+    let pages = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let mut report = String::new();
     let mut all = Vec::new();
     for (name, path) in routes {
         let stop_at = Instant::now() + Duration::from_secs(args.duration.max(1));
         let mut tasks = Vec::new();
         for w in 0..args.connections.max(1) {
-            let (client, base, path, ids) =
-                (client.clone(), base.clone(), path.clone(), ids.clone());
+            let page = name.starts_with("page");
+            let client = if page { pages.clone() } else { client.clone() };
+            let (base, path, ids, cookie) = (base.clone(), path.clone(), ids.clone(), cookie.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut n = w;
                 while Instant::now() < stop_at {
                     n += 7;
-                    let url = if path == "DETAIL" {
-                        format!("{base}/api/v1/traces/{}", ids[n % ids.len()])
-                    } else {
-                        format!("{base}{path}")
+                    let url = match path.as_str() {
+                        "DETAIL" => format!("{base}/api/v1/traces/{}", ids[n % ids.len()]),
+                        "PAGE_DETAIL" => format!("{base}/traces/{}", ids[n % ids.len()]),
+                        _ => format!("{base}{path}"),
                     };
+                    let mut req = client.get(url);
+                    if page {
+                        req = req.header(reqwest::header::COOKIE, &cookie);
+                    }
                     let t = Instant::now();
-                    let ok = client
-                        .get(url)
+                    let ok = req
                         .send()
                         .await
                         .is_ok_and(|r| r.status().is_success());
@@ -640,7 +668,7 @@ async fn read_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         requests: all.len() as u64,
         errors: 0,
         busy: 0,
-        seconds: args.duration as f64 * 8.0,
+        seconds: args.duration as f64 * 12.0,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         max_ms: all.last().copied().unwrap_or(0.0),

@@ -675,9 +675,11 @@ async fn a_failed_commit_leaves_no_trace_in_later_totals() {
             ),
             app.post_json("/api/v1/traces", &filler),
         );
-        assert_eq!(pill_reply.0, 500, "{}", pill_reply.1);
+        // A failed commit is 503 store_unavailable: nothing of the batch was stored.
+        assert_eq!(pill_reply.0, 503, "{}", pill_reply.1);
+        assert_eq!(pill_reply.1["code"], "store_unavailable", "{}", pill_reply.1);
         assert!(
-            matches!(filler_reply.0, 202 | 500 | 503),
+            matches!(filler_reply.0, 202 | 503),
             "{}",
             filler_reply.1
         );
@@ -688,7 +690,7 @@ async fn a_failed_commit_leaves_no_trace_in_later_totals() {
                     "an accepted event was judged with the failed event's tokens: {body}"
                 ),
                 // Committed in the same transaction as the pill.
-                500 => {}
+                503 if body["code"] == "store_unavailable" => {}
                 503 => {
                     assert_eq!(body["code"], "retry", "{body}");
                     refused += 1;
