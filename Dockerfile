@@ -13,15 +13,19 @@ FROM ${RUST_IMAGE} AS build
 ARG CARGO_NET_OFFLINE=false
 ENV CARGO_NET_OFFLINE=${CARGO_NET_OFFLINE}
 WORKDIR /src
+# A binary already built from this tree on a Debian 12 host may be put in deploy/prebuilt/
+# (the test suite does, to build the image in seconds); normally that folder is empty and the
+# image compiles from source.
+COPY deploy/prebuilt/ /prebuilt/
 # Dependencies first, in a layer of their own: it is rebuilt only when Cargo.lock changes.
 COPY Cargo.toml Cargo.lock ./
 # A patched sqlx-core (see vendor/README.md).
 COPY vendor vendor
-RUN mkdir -p src benches \
+RUN [ -x /prebuilt/audittrail ] || { mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && for b in rules redact auth; do echo 'fn main() {}' > benches/$b.rs; done \
  && cargo build --release --locked --bin audittrail \
- && rm -rf src benches target/release/.fingerprint/audittrail-*
+ && rm -rf src benches target/release/.fingerprint/audittrail-*; }
 COPY build.rs ./
 COPY src src
 COPY benches benches
@@ -29,7 +33,11 @@ COPY migrations migrations
 COPY web web
 COPY askama.toml ./
 COPY rules rules
-RUN cargo build --release --locked --bin audittrail \
+RUN if [ -x /prebuilt/audittrail ]; then \
+      mkdir -p target/release && cp /prebuilt/audittrail target/release/audittrail; \
+    else \
+      cargo build --release --locked --bin audittrail; \
+    fi \
  && strip target/release/audittrail \
  && ./target/release/audittrail --version
 

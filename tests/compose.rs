@@ -78,6 +78,15 @@ impl Drop for Stack {
     }
 }
 
+/// Removes a file when dropped (the prebuilt binary copied into the build context).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 async fn wait_http(url: &str) {
     for _ in 0..120 {
         if let Ok(r) = common::client().get(url).send().await
@@ -117,6 +126,19 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
         .status()
         .unwrap();
     assert!(st.success());
+    // scripts/test.sh has just built the release binary from this tree: the image takes it
+    // instead of compiling again (AUDITTRAIL_COMPOSE_FROM_SOURCE=1 builds from source, as a
+    // user's `docker compose up --build` does).
+    let prebuilt = repo.join("deploy/prebuilt/audittrail");
+    let release = repo.join("target/release/audittrail");
+    let _prebuilt_guard = if std::env::var_os("AUDITTRAIL_COMPOSE_FROM_SOURCE").is_none()
+        && release.exists()
+    {
+        std::fs::copy(&release, &prebuilt).unwrap();
+        Some(RemoveOnDrop(prebuilt))
+    } else {
+        None
+    };
     let pg_pw = secrets.path().join("postgres_password");
     std::fs::write(&pg_pw, "unused").unwrap();
     let http_port = free_port();
