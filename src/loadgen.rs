@@ -598,7 +598,9 @@ async fn read_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         .and_then(|c| c.to_str().ok())
         .and_then(|c| c.split(';').next())
         .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("signing in to the dashboard failed: {}", session.status()))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("signing in to the dashboard failed: {}", session.status())
+        })?;
     let pages = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -610,7 +612,8 @@ async fn read_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         for w in 0..args.connections.max(1) {
             let page = name.starts_with("page");
             let client = if page { pages.clone() } else { client.clone() };
-            let (base, path, ids, cookie) = (base.clone(), path.clone(), ids.clone(), cookie.clone());
+            let (base, path, ids, cookie) =
+                (base.clone(), path.clone(), ids.clone(), cookie.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut n = w;
@@ -626,10 +629,7 @@ async fn read_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
                         req = req.header(reqwest::header::COOKIE, &cookie);
                     }
                     let t = Instant::now();
-                    let ok = req
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
+                    let ok = req.send().await.is_ok_and(|r| r.status().is_success());
                     if ok {
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                     }

@@ -131,14 +131,13 @@ async fn docker_compose_up_serves_behind_nginx_keeps_data_and_restores_backups()
     // user's `docker compose up --build` does).
     let prebuilt = repo.join("deploy/prebuilt/audittrail");
     let release = repo.join("target/release/audittrail");
-    let _prebuilt_guard = if std::env::var_os("AUDITTRAIL_COMPOSE_FROM_SOURCE").is_none()
-        && release.exists()
-    {
-        std::fs::copy(&release, &prebuilt).unwrap();
-        Some(RemoveOnDrop(prebuilt))
-    } else {
-        None
-    };
+    let _prebuilt_guard =
+        if std::env::var_os("AUDITTRAIL_COMPOSE_FROM_SOURCE").is_none() && release.exists() {
+            std::fs::copy(&release, &prebuilt).unwrap();
+            Some(RemoveOnDrop(prebuilt))
+        } else {
+            None
+        };
     let pg_pw = secrets.path().join("postgres_password");
     std::fs::write(&pg_pw, "unused").unwrap();
     let http_port = free_port();

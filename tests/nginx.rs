@@ -135,6 +135,65 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
         );
     }
 
+    // The dashboard through nginx, as a browser uses it: a sign-in form post carrying the
+    // page's Origin (nginx must pass the Host with its port), the page with the cookie, and
+    // the live feed's WebSocket with the cookie.
+    let cookie = {
+        let resp = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{base}/login"))
+            .header("origin", &base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("key={owner}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 303, "sign-in through nginx");
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let resp = common::client()
+        .get(format!("{base}/traces"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'"),
+        "the dashboard's policy passes through nginx"
+    );
+    assert!(resp.text().await.unwrap().contains("via-nginx"));
+    {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://127.0.0.1:{listen}/ws/live")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        req.headers_mut().insert("origin", base.parse().unwrap());
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 101);
+        let hello = loop {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Text(t) => break serde_json::from_str::<Value>(t.as_str()).unwrap(),
+                _ => continue,
+            }
+        };
+        assert_eq!(hello["type"], "hello");
+    }
+
     // Bodies over the application's limit stop at nginx: 413.
     let resp = client
         .post(format!("{base}/api/v1/traces"))
@@ -157,7 +216,7 @@ async fn the_shipped_nginx_conf_fronts_every_door() {
             ("x-frame-options", "DENY"),
             ("x-content-type-options", "nosniff"),
             ("x-xss-protection", "1; mode=block"),
-            ("referrer-policy", "no-referrer"),
+            ("referrer-policy", "same-origin"),
         ] {
             let got: Vec<_> = h.get_all(name).iter().collect();
             assert_eq!(got.len(), 1, "{what}: {name} exactly once: {got:?}");
