@@ -65,39 +65,59 @@ try:
         "first_contentful_paint_ms_max": round(max(fcp), 1),
     }
 
-    d.get(base + "/live")
-    WebDriverWait(d, 30).until(lambda x: x.find_element(By.ID, "conn").text.startswith("live"))
-    d.execute_script("""
-        window.__arrivals = {};
-        new MutationObserver(function (ms) {
-          var now = Date.now();
-          ms.forEach(function (m) { m.addedNodes.forEach(function (n) {
-            var a = n.querySelector && n.querySelector('a');
-            if (a && !(a.textContent in window.__arrivals)) window.__arrivals[a.textContent] = now;
-          }); });
-        }).observe(document.getElementById('feed-rows'), { childList: true });
-    """)
-    acked = {}
-    for i in range(markers):
-        tid = "marker-" + uuid.uuid4().hex[:12]
-        body = json.dumps({"events": [{"trace_id": tid, "span_id": "m", "kind": "log", "name": "marker",
-                                       "agent": "speed-probe", "start_time": "2026-11-27T10:00:00Z"}]})
-        req = urllib.request.Request(base + "/api/v1/traces", data=body.encode())
-        req.add_header("authorization", "Bearer " + key)
-        req.add_header("content-type", "application/json")
-        with urllib.request.urlopen(req, timeout=30) as r:
-            r.read()
-        acked[tid] = time.time() * 1000
-        time.sleep(0.1)
-    time.sleep(3)
-    arrivals = d.execute_script("return window.__arrivals")
-    lat = [arrivals[t] - a for t, a in acked.items() if t in arrivals]
-    out["live"] = {
-        "markers": markers, "seen": len(lat),
-        "p50_ms": round(pct(lat, 0.5), 1) if lat else None,
-        "p95_ms": round(pct(lat, 0.95), 1) if lat else None,
-        "max_ms": round(max(lat), 1) if lat else None,
-    }
+    def live_phase(agent_filter):
+        d.get(base + "/live")
+        WebDriverWait(d, 30).until(lambda x: x.find_element(By.ID, "conn").text.startswith("live"))
+        if agent_filter:
+            # As a user would: type the agent into the filter (the server then sends only it).
+            box = d.find_element(By.ID, "f-agent")
+            box.send_keys(agent_filter)
+            d.execute_script("arguments[0].dispatchEvent(new Event('change', {bubbles: true}))", box)
+            time.sleep(1)
+        # Arrival = the page's live script received the record (its `live:records` event);
+        # drawn = its row was added to the table (drawn four times a second).
+        d.execute_script("""
+            window.__arrivals = {}; window.__drawn = {};
+            document.getElementById('live-filters').addEventListener('live:records', function (e) {
+              var now = Date.now();
+              e.detail.forEach(function (r) {
+                if (!(r.trace_id in window.__arrivals)) window.__arrivals[r.trace_id] = now;
+              });
+            });
+            new MutationObserver(function (ms) {
+              var now = Date.now();
+              ms.forEach(function (m) { m.addedNodes.forEach(function (n) {
+                var a = n.querySelector && n.querySelector('a');
+                if (a && !(a.textContent in window.__drawn)) window.__drawn[a.textContent] = now;
+              }); });
+            }).observe(document.getElementById('feed-rows'), { childList: true });
+        """)
+        acked = {}
+        for i in range(markers):
+            tid = "marker-" + uuid.uuid4().hex[:12]
+            body = json.dumps({"events": [{"trace_id": tid, "span_id": "m", "kind": "log", "name": "marker",
+                                           "agent": "speed-probe", "start_time": "2026-11-27T10:00:00Z"}]})
+            req = urllib.request.Request(base + "/api/v1/traces", data=body.encode())
+            req.add_header("authorization", "Bearer " + key)
+            req.add_header("content-type", "application/json")
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+            acked[tid] = time.time() * 1000
+            time.sleep(0.1)
+        time.sleep(3)
+        arrivals = d.execute_script("return window.__arrivals")
+        drawn = d.execute_script("return window.__drawn")
+        lat = [arrivals[t] - a for t, a in acked.items() if t in arrivals]
+        dlat = [drawn[t] - a for t, a in acked.items() if t in drawn]
+        summary = lambda xs: {"n": len(xs), "p50_ms": round(pct(xs, 0.5), 1) if xs else None,
+                              "p95_ms": round(pct(xs, 0.95), 1) if xs else None,
+                              "max_ms": round(max(xs), 1) if xs else None}
+        return {"markers": markers, "received": summary(lat), "drawn": summary(dlat),
+                "rate_shown": d.find_element(By.ID, "rate").text}
+
+    if markers:
+        out["live_unfiltered"] = live_phase(None)
+        out["live_agent_filter"] = live_phase("speed-probe")
 finally:
     d.quit()
 print(json.dumps(out))

@@ -417,10 +417,26 @@ async fn a_key_with_several_projects_picks_one_in_the_header_bar() {
     app.stop().await;
 }
 
-async fn live_socket(
-    app: &TestApp,
-    auth: (&str, &str),
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A live socket read one message at a time: records that arrive together in a
+/// `{"type": "batch", "records": [...]}` frame come out one by one, in order.
+struct Live {
+    ws: Socket,
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl From<Socket> for Live {
+    fn from(ws: Socket) -> Self {
+        Live {
+            ws,
+            pending: Default::default(),
+        }
+    }
+}
+
+async fn live_socket(app: &TestApp, auth: (&str, &str)) -> Live {
     let mut req = format!("ws://{}/ws/live", app.addr)
         .into_client_request()
         .unwrap();
@@ -428,26 +444,34 @@ async fn live_socket(
         reqwest::header::HeaderName::from_bytes(auth.0.as_bytes()).unwrap(),
         auth.1.parse().unwrap(),
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+    let (ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .expect("live socket opens");
-    let hello = next_json(&mut ws).await;
+    let mut live = Live::from(ws);
+    let hello = next_json(&mut live).await;
     assert_eq!(hello["type"], "hello");
-    ws
+    live
 }
 
-async fn next_json<S>(ws: &mut S) -> Value
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
+async fn next_json(live: &mut Live) -> Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        if let Some(v) = live.pending.pop_front() {
+            return v;
+        }
+        let m = tokio::time::timeout(Duration::from_secs(20), live.ws.next())
             .await
             .expect("a live message within 20 s")
             .expect("socket open")
             .unwrap();
         if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "batch" {
+                let records = v["records"].as_array().expect("a batch has records");
+                assert!(records.len() > 1, "a batch frame carries several records");
+                live.pending.extend(records.iter().cloned());
+            } else {
+                live.pending.push_back(v);
+            }
         }
     }
 }
@@ -486,13 +510,14 @@ async fn the_live_feed_sends_committed_records_of_the_callers_projects_only() {
     assert_eq!(violation["rule_id"], "bulk_delete_prevention");
 
     // A filter: violations only.
-    ws.send(Message::Text(
-        json!({ "filter": { "types": ["violation"] } })
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    ws.ws
+        .send(Message::Text(
+            json!({ "filter": { "types": ["violation"] } })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "filter");
     post_to(
         &app,
@@ -511,13 +536,14 @@ async fn the_live_feed_sends_committed_records_of_the_callers_projects_only() {
         (Some("violation"), Some("a3"))
     );
     // A filter with a bad value is refused, naming the field.
-    ws.send(Message::Text(
-        json!({ "filter": { "severity": "loud" } })
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    ws.ws
+        .send(Message::Text(
+            json!({ "filter": { "severity": "loud" } })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
     let err = next_json(&mut ws).await;
     assert_eq!(err["type"], "error");
     assert!(err["detail"].as_str().unwrap().starts_with("severity:"));
@@ -568,8 +594,8 @@ async fn the_live_feed_sends_committed_records_of_the_callers_projects_only() {
         .unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     req.headers_mut().insert("origin", origin.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "hello");
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(next_json(&mut Live::from(ws)).await["type"], "hello");
     app.stop().await;
 }
 

@@ -4,7 +4,9 @@
 //!
 //! Both accept a dashboard session cookie or `Authorization: Bearer` with `traces:read`. The
 //! socket sends every committed record in scope until the client sends
-//! `{"filter": {"types": [...], "agent": …, "kind": …, "severity": …, "status": …}}`. The
+//! `{"filter": {"types": [...], "agent": …, "kind": …, "severity": …, "status": …}}`.
+//! Records already queued when a frame is sent travel together as
+//! `{"type": "batch", "records": [...]}`. The
 //! feed is a subscriber of the writer's committed stream with a bounded queue per connection
 //! ([`crate::feed::live`]): a slow browser is told how many records it missed, it never slows
 //! ingest.
@@ -38,6 +40,8 @@ pub const MAX_SOCKETS: usize = 1000;
 /// Largest message a browser may send (a filter).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// Most records sent in one WebSocket frame (`{"type": "batch", "records": [...]}`).
+const MAX_BATCH: usize = 256;
 
 static SOCKETS: AtomicUsize = AtomicUsize::new(0);
 
@@ -262,8 +266,23 @@ async fn follow(state: AppState, scope: feed::Scope, mut socket: WebSocket, _ope
     loop {
         tokio::select! {
             m = sub.messages.recv() => {
-                let Some(m) = m else { return };
-                if socket.send(Message::Text(m.to_string().into())).await.is_err() {
+                let Some(first) = m else { return };
+                // Whatever else is already queued goes in the same frame: at thousands of
+                // records a second a browser parses one message per frame, not per record.
+                let mut more = Vec::new();
+                while more.len() < MAX_BATCH {
+                    match sub.messages.try_recv() {
+                        Ok(m) => more.push(m),
+                        Err(_) => break,
+                    }
+                }
+                let frame = if more.is_empty() {
+                    first.to_string()
+                } else {
+                    more.insert(0, first);
+                    json!({ "type": "batch", "records": more }).to_string()
+                };
+                if socket.send(Message::Text(frame.into())).await.is_err() {
                     return;
                 }
             }

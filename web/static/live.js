@@ -13,7 +13,14 @@
   var lastSeq = parseInt(form.getAttribute("data-after-seq"), 10) || 0;
   var shown = new Set();
   var paused = false, pending = [], pendingDropped = 0;
-  var ws = null, backoff = 1000, stamps = [];
+  var ws = null, backoff = 1000;
+  // Records per second over the last five seconds, one bucket per second.
+  var buckets = [0, 0, 0, 0, 0], bucket = 0;
+  // Records waiting to be drawn: drawn together four times a second, at most DRAW_MAX of the
+  // newest, so a stream of thousands a second costs the page what a slow one does (the rate
+  // says how many arrive; filters narrow the stream to what one can read).
+  var DRAW_EVERY = 250, DRAW_MAX = 100;
+  var queue = [], drawing = false;
 
   Array.prototype.forEach.call(rows.querySelectorAll("tr"), function (tr) {
     var n = parseInt(tr.firstElementChild.textContent, 10);
@@ -65,10 +72,18 @@
     return tr;
   }
 
-  function show(m) {
-    if (shown.has(m.seq)) return;
-    shown.add(m.seq);
-    rows.insertBefore(row(m), rows.firstChild);
+  function draw() {
+    drawing = false;
+    var batch = queue.length > DRAW_MAX ? queue.slice(queue.length - DRAW_MAX) : queue;
+    queue = [];
+    var frag = document.createDocumentFragment();
+    for (var i = batch.length - 1; i >= 0; i--) {
+      var m = batch[i];
+      if (shown.has(m.seq)) continue;
+      shown.add(m.seq);
+      frag.appendChild(row(m));
+    }
+    rows.insertBefore(frag, rows.firstChild);
     while (rows.children.length > MAX_ROWS) {
       var last = rows.lastElementChild;
       shown.delete(parseInt(last.getAttribute("data-seq") || last.firstElementChild.textContent, 10));
@@ -76,10 +91,29 @@
     }
   }
 
+  function show(m) {
+    queue.push(m);
+    if (queue.length > 4 * DRAW_MAX) queue.splice(0, queue.length - DRAW_MAX);
+    if (!drawing) {
+      drawing = true;
+      setTimeout(draw, DRAW_EVERY);
+    }
+  }
+
+  // Other scripts (and the speed measurement) may listen: `live:records` on the form, with
+  // each frame's records as they arrive.
+  function announce(list) {
+    form.dispatchEvent(new CustomEvent("live:records", { detail: list }));
+  }
+
+  var current = {};
+
   function accept(m) {
     if (typeof m.seq !== "number") return;
+    // Records sent before a new filter reached the server are held to it here.
+    if (!matches(m, current)) return;
     if (m.seq > lastSeq) lastSeq = m.seq;
-    stamps.push(Date.now());
+    buckets[bucket]++;
     if (paused) {
       pending.push(m);
       if (pending.length > MAX_ROWS) { pending.shift(); pendingDropped++; }
@@ -101,7 +135,8 @@
   }
 
   function sendFilter() {
-    if (ws && ws.readyState === 1) ws.send(JSON.stringify({ filter: filter() }));
+    current = filter();
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify({ filter: current }));
   }
 
   function matches(m, f) {
@@ -138,21 +173,29 @@
     ws = new WebSocket(proto + location.host + "/ws/live");
     status("connecting…");
     ws.onopen = function () { backoff = 1000; sendFilter(); };
-    ws.onmessage = function (ev) {
-      var m;
-      try { m = JSON.parse(ev.data); } catch (e) { return; }
+    function handle(m) {
       if (m.type === "hello") {
         status("live", "on");
         pauseBtn.disabled = false;
         if (lastSeq > 0 && m.head_seq > lastSeq) catchUp(lastSeq, 4).catch(function () {});
         else if (lastSeq === 0) lastSeq = m.head_seq;
       } else if (m.type === "missed") {
-        catchUp(m.after_seq, 4).catch(function () {});
+        // A short gap is fetched; a long one (a stream faster than this page) is said.
+        if (m.count <= 2000) catchUp(m.after_seq, 4).catch(function () {});
+        else status("live · " + m.count + " records went by too fast to show; filter, or see Traces", "on");
       } else if (m.type === "error") {
         status("filter refused: " + m.detail, "off");
       } else if (m.type !== "filter") {
         accept(m);
       }
+    }
+    ws.onmessage = function (ev) {
+      var m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      // A batch may carry notices (missed, error) among the records: each is handled alike.
+      var list = m.type === "batch" && Array.isArray(m.records) ? m.records : [m];
+      announce(list.filter(function (r) { return typeof r.seq === "number"; }));
+      list.forEach(handle);
     };
     ws.onclose = function () {
       ws = null;
@@ -164,9 +207,10 @@
   }
 
   setInterval(function () {
-    var now = Date.now();
-    while (stamps.length && stamps[0] < now - 5000) stamps.shift();
-    rateEl.textContent = (stamps.length / 5).toFixed(1) + " records/s";
+    var total = buckets.reduce(function (a, b) { return a + b; }, 0);
+    rateEl.textContent = (total / 5).toFixed(1) + " records/s";
+    bucket = (bucket + 1) % buckets.length;
+    buckets[bucket] = 0;
   }, 1000);
 
   pauseBtn.addEventListener("click", function () {
