@@ -36,6 +36,7 @@ need_pkg nginx nginx
 need_pkg promtool prometheus
 need_pkg chromium chromium
 need_pkg chromedriver chromium-driver
+need_pkg pdftotext poppler-utils
 
 # A Docker engine and offline base images for the compose test (nothing can be pulled).
 log "docker engine and base images"

@@ -75,6 +75,46 @@ pub enum Command {
     /// Constitutional rules: check, test against fixtures, replay history (ablation).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Compliance report as a PDF (`report --standard soc2 --from … --to … --out r.pdf`), or
+    /// `report verify FILE` to re-derive a report's figures from the log and compare.
+    Report(ReportCommand),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportCommand {
+    #[command(subcommand)]
+    pub verify: Option<ReportVerify>,
+    /// soc2, gdpr, hipaa or eu-ai-act.
+    #[arg(long, required = true)]
+    pub standard: Option<String>,
+    /// Start of the period (RFC 3339).
+    #[arg(long, required = true)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the period (RFC 3339; cut at `--now`).
+    #[arg(long, required = true)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// A project to report on (repeat for several; default: every project with records).
+    #[arg(long = "project")]
+    pub projects: Vec<String>,
+    /// The report's clock (default: now). Fixing it makes the output reproducible.
+    #[arg(long)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where to write the PDF.
+    #[arg(long, required = true)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportVerify {
+    /// Re-derive a report's figures from the log over the same positions, verify the chain
+    /// and re-render it to compare byte for byte. Exit 0: it matches; 2: a figure (named) or
+    /// the text differs, or the chain does not verify; 3: records of its range have since
+    /// been removed or erased.
+    Verify {
+        /// The report's PDF.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +295,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Rules(cmd) => rules_command(&cli.config, cmd).await,
+        Command::Report(cmd) => report_command(&cli.config, cmd).await,
         Command::Keys(cmd) => keys_command(&cli.config, cmd).await,
         Command::Redact { jsonl } => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
@@ -563,6 +604,105 @@ async fn rules_command(config: &Config, cmd: RulesCommand) -> anyhow::Result<Exi
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn report_command(config: &Config, cmd: ReportCommand) -> anyhow::Result<ExitCode> {
+    use crate::report::{self, Verdict};
+    let resolved = config.resolve().map_err(server::ServeError::Config)?;
+    let store = server::open_store(config, &resolved).await?;
+    let key = server::chain_key(&resolved);
+    let bar = progress_bar(0, "reading the log");
+    let mut tick = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    if let Some(ReportVerify::Verify { file }) = cmd.verify {
+        let pdf = std::fs::read(&file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let verdict = report::verify(&store, &key, &pdf, &mut tick).await?;
+        bar.finish_and_clear();
+        return Ok(match verdict {
+            Verdict::Matches(f) => {
+                println!(
+                    "OK: {} report on {} from {} to {}: every figure re-derived from the log \
+                     (seq {}–{}, head {}), chain verified, and the file is byte for byte the \
+                     report they render to",
+                    f.standard.as_str(),
+                    f.projects.join(", "),
+                    f.from,
+                    f.cut_at,
+                    f.log.first_seq.map_or("-".into(), |s| s.to_string()),
+                    f.log.last_seq.map_or("-".into(), |s| s.to_string()),
+                    f.log.head_link.as_deref().unwrap_or("-"),
+                );
+                ExitCode::SUCCESS
+            }
+            Verdict::Differs { what } => {
+                eprintln!("MISMATCH: {what}");
+                ExitCode::from(2)
+            }
+            Verdict::Edited { detail } => {
+                eprintln!("MISMATCH: {detail}");
+                ExitCode::from(2)
+            }
+            Verdict::Removed { what } => {
+                eprintln!("CANNOT CHECK: {what}; the figures can no longer be re-derived");
+                ExitCode::from(3)
+            }
+            Verdict::NotAReport => {
+                eprintln!("{} holds no AuditTrail report facts", file.display());
+                ExitCode::from(2)
+            }
+        });
+    }
+    let (Some(standard), Some(from), Some(to), Some(out)) =
+        (cmd.standard, cmd.from, cmd.to, cmd.out)
+    else {
+        anyhow::bail!("--standard, --from, --to and --out are required");
+    };
+    let standard = report::Standard::parse(&standard)
+        .ok_or_else(|| anyhow::anyhow!("--standard must be one of soc2, gdpr, hipaa, eu-ai-act"))?;
+    let projects = if cmd.projects.is_empty() {
+        let mut conn = store.read_connection().await?;
+        crate::store::history::projects(&mut conn.exec()).await?
+    } else {
+        cmd.projects
+    };
+    let (rules, _) = crate::rules::RuleSet::load_dir_per_file(&config.rules_dir, None);
+    let (rules, rules_digest) = report::rule_set_facts(&rules);
+    let params = report::Params {
+        standard,
+        projects,
+        from,
+        to,
+        now: cmd.now.unwrap_or_else(chrono::Utc::now),
+        retention_days: config.retention_days,
+        pii_redaction: config.pii_redaction_enabled,
+        rules,
+        rules_digest,
+    };
+    let facts = report::build(&store, &key, &params, &mut tick).await?;
+    bar.finish_and_clear();
+    let pdf = report::render(&facts);
+    std::fs::write(&out, &pdf)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    let g = &facts.figures;
+    println!(
+        "wrote {} ({} bytes): {} events, {} traces, {} violations over seq {}–{}; chain {}",
+        out.display(),
+        pdf.len(),
+        g.events,
+        g.traces,
+        g.violations,
+        facts.log.first_seq.map_or("-".into(), |s| s.to_string()),
+        facts.log.last_seq.map_or("-".into(), |s| s.to_string()),
+        if facts.log.chain_verified {
+            "verified"
+        } else {
+            "NOT verified"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {

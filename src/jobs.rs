@@ -48,6 +48,8 @@ impl Refused {
 /// What a running job reports and reads.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// The job's id.
+    pub id: String,
     pub done: AtomicU64,
     pub total: AtomicU64,
     pub cancel: AtomicBool,
@@ -182,7 +184,10 @@ impl Jobs {
         Fut: Future<Output = Result<Value, String>> + Send + 'static,
     {
         let id = uuid::Uuid::now_v7().to_string();
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress {
+            id: id.clone(),
+            ..Default::default()
+        });
         {
             let mut entries = self.lock();
             purge(&mut entries, self.limits.keep_finished);

@@ -37,6 +37,7 @@ pub mod jobs;
 pub mod loadgen;
 pub mod pipeline;
 pub mod redact;
+pub mod report;
 pub mod rules;
 pub mod server;
 pub mod store;

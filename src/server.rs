@@ -165,6 +165,14 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
             keep_finished: Duration::from_secs(3600),
         },
     ));
+    let reports = Arc::new(crate::jobs::Jobs::new(
+        "report",
+        crate::jobs::Limits {
+            max_running: config.max_jobs as usize,
+            max_queued: config.max_queued_jobs,
+            keep_finished: Duration::from_secs(3600),
+        },
+    ));
     let activity = Arc::new(crate::feed::activity::Activity::default());
     activity.subscribe(&writer);
     let resolved_secret = resolved.secret_key.expose().to_owned();
@@ -179,6 +187,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         auth,
         connected_agents: Default::default(),
         ablations,
+        reports,
         metrics: crate::api::ops::metrics_handle(),
         started: Instant::now(),
         sessions: crate::auth::session::SessionKeys::derive(resolved_secret.as_bytes()),

@@ -5,6 +5,7 @@ pub mod ablation;
 pub mod audit;
 pub mod keys;
 pub mod ops;
+pub mod reports;
 pub mod rules;
 pub mod traces;
 
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .merge(keys::router())
         .merge(audit::router())
         .merge(ablation::router())
+        .merge(reports::router())
         .merge(ops::router())
         .merge(crate::ingest::otlp::langfuse_router())
 }

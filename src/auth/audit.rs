@@ -18,7 +18,7 @@ use crate::event::format_time;
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AuditEntry {
     pub timestamp: String,
-    /// authentication | authorization | key_management | configuration
+    /// authentication | authorization | key_management | configuration | data_access
     pub event_type: String,
     /// Key id (never the secret), `cli`, or `anonymous`.
     pub principal: Option<String>,

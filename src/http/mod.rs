@@ -48,6 +48,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Background ablation jobs.
     pub ablations: Arc<crate::jobs::Jobs>,
+    /// Background report jobs.
+    pub reports: Arc<crate::jobs::Jobs>,
     /// Live WebSocket ingest connections (`connected_agents`).
     pub connected_agents: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: PrometheusHandle,

@@ -35,6 +35,7 @@ pub mod query;
 pub mod receipt;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod schema;
 pub mod sessions;
 pub mod verify;
