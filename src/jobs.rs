@@ -258,6 +258,21 @@ impl Jobs {
         })
     }
 
+    /// The queued and running jobs of `project` (and those that failed recently), oldest first.
+    pub fn unfinished(&self, project: &str) -> Vec<View> {
+        let ids: Vec<String> = {
+            let entries = self.lock();
+            entries
+                .iter()
+                .filter(|(_, e)| {
+                    e.project == project && !matches!(e.state, State::Done(_) | State::Cancelled)
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        ids.iter().filter_map(|id| self.view(id, project)).collect()
+    }
+
     /// Asks job `id` of `project` to stop (a queued job never starts); `None` if there is no
     /// such job.
     pub fn cancel(&self, id: &str, project: &str) -> Option<View> {

@@ -733,3 +733,95 @@ async fn a_visit_in_chromium() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reports_page_makes_lists_and_downloads_the_projects_reports() {
+    let app = spawn_app().await;
+    let writer = make_key(&app, "w", &["alpha", "beta"], &["traces:write"]).await;
+    post_to(
+        &app,
+        &writer,
+        "alpha",
+        vec![event("r1", "s1", "2026-11-27T10:00:00Z")],
+    )
+    .await;
+    let officer = make_key(
+        &app,
+        "officer",
+        &["alpha"],
+        &["reports:create", "reports:read"],
+    )
+    .await;
+    let cookie = sign_in(&app, &officer).await;
+    // No traces to read: the overview sends the officer to the reports.
+    let (status, _, headers) = page(&app, &cookie, "/").await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/reports");
+    let (status, html, _) = page(&app, &cookie, "/reports").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"new-report\""), "the form is offered");
+    assert!(html.contains("href=\"/reports\""), "the tab is in the bar");
+    let token = csrf(&html);
+    let origin = app.base.clone();
+    // Without the CSRF token: refused, nothing started.
+    let (status, _, _) = post_form(
+        &app,
+        &cookie,
+        "/reports",
+        &[("csrf", "nope"), ("standard", "soc2")],
+        Some(&origin),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body, location) = post_form(
+        &app,
+        &cookie,
+        "/reports",
+        &[
+            ("csrf", &token),
+            ("standard", "hipaa"),
+            ("from", "2026-01-01T00:00"),
+            ("to", "2099-01-01T00:00"),
+        ],
+        Some(&origin),
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(location.as_deref(), Some("/reports"));
+    let mut link = None;
+    for _ in 0..300 {
+        let (_, html, _) = page(&app, &cookie, "/reports").await;
+        if let Some(at) = html.find("href=\"/reports/") {
+            let rest = &html[at + 6..];
+            link = Some(rest[..rest.find('"').unwrap()].to_owned());
+            assert!(html.contains("HIPAA"), "{html}");
+            assert!(html.contains("verified"), "{html}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let link = link.expect("the report is listed within 30 s");
+    let resp = browser()
+        .get(app.url(&link))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    assert!(resp.bytes().await.unwrap().starts_with(b"%PDF-"));
+
+    // A reader of another project sees neither the report nor its file.
+    let other = make_key(&app, "other", &["beta"], &["reports:read"]).await;
+    let other_cookie = sign_in(&app, &other).await;
+    let (status, html, _) = page(&app, &other_cookie, "/reports").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("href=\"/reports/"), "{html}");
+    assert!(
+        !html.contains("id=\"new-report\""),
+        "no form without reports:create"
+    );
+    let (status, _, _) = page(&app, &other_cookie, &link).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

@@ -93,13 +93,28 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let project = principal.authorize(Permission::ReportsCreate, "reports.create")?;
     let body = parse_json(&read_limited(req.into_body(), 64 * 1024).await?)?;
-    let params = params(&state, &project, &body, Utc::now())?;
+    let view = submit(&state, &principal, &project, &body)?;
+    let mut body = serde_json::to_value(&view).map_err(ApiError::internal)?;
+    body["status_url"] = json!(format!("/api/v1/reports/{}", view.id));
+    body["pdf_url"] = json!(format!("/api/v1/reports/{}.pdf", view.id));
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Starts a report job for `project` from a request body (`standard`, `from`, `to`); audited.
+/// The caller has checked `reports:create`.
+pub fn submit(
+    state: &AppState,
+    principal: &Principal,
+    project: &str,
+    body: &Value,
+) -> Result<crate::jobs::View, ApiError> {
+    let params = params(state, project, body, Utc::now())?;
     let store = state.store.clone();
     let key = ChainKey::derive(state.resolved.secret_key.expose().as_bytes());
     let dir = report::dir(&state.config.data_dir);
     let view = state
         .reports
-        .submit(&project, &principal.key.id, move |progress| async move {
+        .submit(project, &principal.key.id, move |progress| async move {
             let id = progress.id.clone();
             let p = progress.clone();
             let mut tick = move |done: u64, total: u64| {
@@ -139,14 +154,11 @@ async fn start(
     let mut e = principal.entry("data_access", "reports.create", "success");
     e.resource = Some(view.id.clone());
     principal.record(e);
-    let mut body = serde_json::to_value(&view).map_err(ApiError::internal)?;
-    body["status_url"] = json!(format!("/api/v1/reports/{}", view.id));
-    body["pdf_url"] = json!(format!("/api/v1/reports/{}.pdf", view.id));
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok(view)
 }
 
 /// A stored report of `project`, if there is one.
-fn stored(state: &AppState, id: &str, project: &str) -> Option<Stored> {
+pub fn stored(state: &AppState, id: &str, project: &str) -> Option<Stored> {
     report::find(&report::dir(&state.config.data_dir), id)
         .filter(|s| s.projects.iter().any(|p| p == project))
 }

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::error::{PageError, render};
@@ -83,6 +83,18 @@ pub async fn overview(
     State(state): State<AppState>,
     viewer: Viewer,
 ) -> Result<Response, PageError> {
+    // A key that cannot read traces (a compliance officer's, say) starts where it can look.
+    if !viewer.may(Permission::TracesRead) {
+        for (p, page) in [
+            (Permission::RulesRead, "/rules"),
+            (Permission::ReportsRead, "/reports"),
+            (Permission::KeysAdmin, "/keys"),
+        ] {
+            if viewer.may(p) {
+                return Ok(axum::response::Redirect::to(page).into_response());
+            }
+        }
+    }
     let project = viewer.project(Permission::TracesRead, "dashboard.overview")?;
     let hour = state.activity.hour(&project, Utc::now().timestamp() / 60);
     let peak = hour.minutes.iter().map(|m| m.events).max().unwrap_or(0);

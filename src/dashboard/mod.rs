@@ -15,6 +15,7 @@ pub mod error;
 pub mod fmt;
 pub mod keys;
 pub mod live;
+pub mod reports;
 pub mod rules;
 pub mod traces;
 pub mod viewer;
@@ -56,6 +57,8 @@ pub fn router() -> Router<AppState> {
         .route("/keys/{id}/rotate", post(keys::rotate))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/audit", get(audit::list))
+        .route("/reports", get(reports::list).post(reports::create))
+        .route("/reports/{file}", get(reports::download))
         .route("/static/{file}", get(assets::serve))
         .layer(middleware::from_fn(same_origin_posts))
         .layer(SetResponseHeaderLayer::overriding(

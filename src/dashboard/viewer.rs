@@ -45,6 +45,7 @@ pub struct Chrome {
     pub may_rules: bool,
     pub may_keys: bool,
     pub may_audit: bool,
+    pub may_reports: bool,
     /// Where the project picker sends the browser back to.
     pub here: String,
 }
@@ -188,6 +189,7 @@ impl Viewer {
             may_rules: self.may(Permission::RulesRead),
             may_keys: self.may(Permission::KeysAdmin),
             may_audit: self.may(Permission::AdminAll),
+            may_reports: self.may(Permission::ReportsRead),
             here: here.to_owned(),
         }
     }
@@ -309,6 +311,7 @@ pub async fn login(
         Permission::TracesRead,
         Permission::RulesRead,
         Permission::KeysAdmin,
+        Permission::ReportsRead,
     ];
     if !readable.iter().any(|p| principal.may(*p)) {
         let mut e = principal.entry("authentication", "dashboard.login", "denied");
@@ -316,7 +319,7 @@ pub async fn login(
         principal.record(e);
         return login_refused(
             StatusCode::FORBIDDEN,
-            "This key cannot read traces, rules or keys, so the dashboard has nothing to show it.",
+            "This key cannot read traces, rules, keys or reports, so the dashboard has nothing to show it.",
         );
     }
     let opened = match state.sessions.open() {
