@@ -238,6 +238,10 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/keys/{key}/rotate", "keys:admin"),
     ("DELETE", "/api/v1/keys/{key}", "keys:admin"),
     ("GET", "/api/v1/audit", "admin:all"),
+    ("POST", "/api/v1/reports", "reports:create"),
+    ("GET", "/api/v1/reports", "reports:read"),
+    ("GET", "/api/v1/reports/{report}", "reports:read"),
+    ("GET", "/api/v1/reports/{report}.pdf", "reports:read"),
     ("GET", "/api/v1/health/deep", "system:health"),
     ("GET", "/metrics", "system:metrics"),
 ];
@@ -265,6 +269,9 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
             Some(json!({"kind": "tool", "name": "lookup", "input": {"id": 1}}))
         }
         ("POST", "/api/v1/ablation") => Some(json!({})),
+        ("POST", "/api/v1/reports") => Some(
+            json!({"standard": "soc2", "from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}),
+        ),
         ("POST", "/v1/traces") | ("POST", "/api/public/otel/v1/traces") => Some(otlp),
         ("POST", "/api/v1/keys") => {
             Some(json!({"name": "child", "projects": ["p"], "permissions": ["keys:admin"]}))
@@ -317,12 +324,33 @@ async fn every_route_requires_its_permission_and_works_with_it_alone() {
         .unwrap();
     let job: Value = resp.json().await.unwrap();
     let job = job["id"].as_str().unwrap().to_owned();
+    let resp = owner_in_p(reqwest::Method::POST, "/api/v1/reports")
+        .json(&valid_body("POST", "/api/v1/reports"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let report: Value = resp.json().await.unwrap();
+    let report = report["id"].as_str().unwrap().to_owned();
+    for _ in 0..300 {
+        let resp = owner_in_p(reqwest::Method::GET, &format!("/api/v1/reports/{report}"))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = resp.json().await.unwrap();
+        if v["status"] == "done" {
+            break;
+        }
+        assert!(v["status"] != "failed", "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     for (method, template, permission) in ROUTES {
         let (target, _) = create_key(&app, &["p"], &["keys:admin"]).await;
         let path = template
             .replace("{trace}", "trace-in-p")
             .replace("{job}", &job)
+            .replace("{report}", &report)
             .replace("{key}", &target);
         let body = valid_body(method, template);
         let (_, anon) = call(&common::client(), method, app.url(&path), body.clone()).await;
