@@ -198,6 +198,8 @@ impl Store {
                 let jobs = SqlitePoolOptions::new()
                     .max_connections(sizes.jobs.max(1))
                     .min_connections(0)
+                    // A burst of jobs gives its connections (and their page caches) back soon.
+                    .idle_timeout(Duration::from_secs(30))
                     .acquire_timeout(Duration::from_secs(600))
                     .connect_lazy_with(read_options(path));
                 (Pool::Sqlite(readers), Pool::Sqlite(jobs))
@@ -219,6 +221,7 @@ impl Store {
                 let jobs = PgPoolOptions::new()
                     .max_connections(sizes.jobs.max(1))
                     .min_connections(0)
+                    .idle_timeout(Duration::from_secs(30))
                     .acquire_timeout(Duration::from_secs(600))
                     .connect_lazy_with((**options).clone());
                 (Pool::Postgres(readers), Pool::Postgres(jobs))
@@ -474,13 +477,16 @@ fn write_options(path: &Path) -> SqliteConnectOptions {
         .pragma("wal_autocheckpoint", "0")
         .pragma("journal_size_limit", "67108864")
         .pragma("temp_store", "memory")
-        .pragma("cache_size", "-65536")
+        // 16 MiB: the pages appends touch (the right edges of the log and its indexes) stay
+        // cached; the OS page cache holds the rest. Every connection has its own cache, so
+        // these sizes are what bound the process's memory as the log grows.
+        .pragma("cache_size", "-16384")
 }
 
 fn read_options(path: &Path) -> SqliteConnectOptions {
     base_options(path)
         .read_only(true)
-        .pragma("cache_size", "-16384")
+        .pragma("cache_size", "-8192")
 }
 
 #[cfg(test)]
