@@ -64,7 +64,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
         .map(|v| {
             let done = v.progress["done"].as_u64().unwrap_or(0);
             let total = v.progress["total"].as_u64().unwrap_or(0);
-            let pct = if total > 0 { done * 100 / total } else { 0 };
+            let pct = (done * 100).checked_div(total).unwrap_or(0);
             (v.id, format!("{} · {pct} %", v.status))
         })
         .collect();
