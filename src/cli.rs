@@ -662,6 +662,9 @@ async fn report_command(config: &Config, cmd: ReportCommand) -> anyhow::Result<E
     };
     let standard = report::Standard::parse(&standard)
         .ok_or_else(|| anyhow::anyhow!("--standard must be one of soc2, gdpr, hipaa, eu-ai-act"))?;
+    // Over every project, the security events that name none (failed sign-ins, the owner's
+    // actions) are counted too.
+    let global_audit = cmd.projects.is_empty();
     let projects = if cmd.projects.is_empty() {
         let mut conn = store.read_connection().await?;
         crate::store::history::projects(&mut conn.exec()).await?
@@ -680,6 +683,7 @@ async fn report_command(config: &Config, cmd: ReportCommand) -> anyhow::Result<E
         pii_redaction: config.pii_redaction_enabled,
         rules,
         rules_digest,
+        global_audit,
     };
     let facts = report::build(&store, &key, &params, &mut tick).await?;
     bar.finish_and_clear();

@@ -117,6 +117,12 @@ fn pdf_pages(pdf: &Path) -> u32 {
 
 /// Renders every page to PNG with `pdftoppm` (which fails on a malformed page).
 fn render_pages(pdf: &Path, prefix: &str) -> usize {
+    for e in std::fs::read_dir(pages_dir()).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{prefix}-")) && name.ends_with(".png") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
     let out_prefix = pages_dir().join(prefix);
     let out = Command::new("pdftoppm")
         .args([
@@ -202,8 +208,13 @@ async fn reports_from_the_api_state_the_logs_figures_and_verify() {
         assert_eq!(p["agents"], 2, "{r}");
         assert_eq!(p["sessions"], 2, "{r}");
         assert_eq!(p["violations"], violation_count, "{r}");
-        assert_eq!(p["guard_decisions"]["deny"], 1, "{r}");
-        assert!(p["pii_removed"].as_u64().unwrap() >= 8, "{r}");
+        assert_eq!(
+            p["guard_decisions"],
+            json!({"requests": 1, "allow": 0, "warn": 0, "deny": 1}),
+            "{r}"
+        );
+        // Two values in each of 14 events.
+        assert_eq!(p["pii_removed"], 28, "{r}");
         assert_eq!(r["chain_verified"], true);
         let head = r["head_link"].as_str().unwrap().to_owned();
         assert_eq!(head.len(), 64);
@@ -248,9 +259,13 @@ async fn reports_from_the_api_state_the_logs_figures_and_verify() {
         assert_eq!(figure("Events (spans)"), events.to_string(), "{standard}");
         assert_eq!(figure("Sessions"), "2", "{standard}");
         assert!(text.contains("Page 1 of"), "{standard}: page footers");
+        let facts = String::from_utf8(
+            audittrail::report::pdf::embedded_facts(&bytes).expect("facts are embedded"),
+        )
+        .unwrap();
         for value in SEEDED {
             assert!(
-                !flat.contains(&squeeze(value)),
+                !flat.contains(&squeeze(value)) && !facts.contains(value),
                 "{standard}: a seeded personal value reached the report"
             );
         }
@@ -274,6 +289,76 @@ async fn reports_from_the_api_state_the_logs_figures_and_verify() {
     let (code, list) = app.get("/api/v1/reports").await;
     assert_eq!(code, 200);
     assert_eq!(list["reports"].as_array().unwrap().len(), 4, "{list}");
+
+    // Another project's key actions are not this project's security events: a key
+    // administrator of `other` creates a key; a report made by a key of `default` alone counts
+    // none of it (nor the owner's actions, which name no project).
+    let (_, admin) = app
+        .post_json(
+            "/api/v1/keys",
+            &json!({"name": "other-admin", "projects": ["other"], "permissions": ["keys:admin"]}),
+        )
+        .await;
+    let other_admin = common::client_with_key(admin["key"].as_str().unwrap());
+    let resp = other_admin
+        .post(app.url("/api/v1/keys"))
+        .json(&json!({"name": "x", "projects": ["other"], "permissions": ["keys:admin"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let (_, officer) = app
+        .post_json(
+            "/api/v1/keys",
+            &json!({"name": "officer", "projects": ["default"],
+                    "permissions": ["reports:create", "reports:read"]}),
+        )
+        .await;
+    let officer = common::client_with_key(officer["key"].as_str().unwrap());
+    let job: Value = officer
+        .post(app.url("/api/v1/reports"))
+        .json(&json!({"standard": "soc2", "from": from, "to": to}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status_url = app.url(job["status_url"].as_str().unwrap());
+    let mut pdf_url = None;
+    for _ in 0..600 {
+        let v: Value = officer
+            .get(&status_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] == "done" {
+            pdf_url = Some(v["pdf_url"].as_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bytes = officer
+        .get(app.url(&pdf_url.expect("done within 60 s")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let file = pages_dir().join("project-key-soc2.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    let text = pdftotext(&file);
+    let keys_created = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Keys created"))
+        .expect("CC6 figures")
+        .trim()
+        .to_owned();
+    assert_eq!(keys_created, "0", "no other project's key actions: {text}");
 
     // Validation names the field; another project's reader sees nothing.
     let (code, err) = app
@@ -312,7 +397,7 @@ async fn reports_from_the_api_state_the_logs_figures_and_verify() {
     app.stop().await;
 }
 
-fn report_cli(dir: &Path, out: &Path) -> std::process::Output {
+fn report_cli(dir: &Path, now: &str, out: &Path) -> std::process::Output {
     cli(
         dir,
         &[
@@ -324,7 +409,7 @@ fn report_cli(dir: &Path, out: &Path) -> std::process::Output {
             "--to",
             "2099-01-01T00:00:00Z",
             "--now",
-            "2098-06-01T12:00:00Z",
+            now,
             "--project",
             "default",
             "--out",
@@ -346,14 +431,89 @@ fn verify_report(dir: &Path, pdf: &Path) -> (Option<i32>, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_period_counts_only_what_was_recorded_in_it_and_a_narrowed_range_is_caught() {
+    let app = spawn_app().await;
+    let early = (0..5)
+        .map(|i| event("early", &format!("e{i}"), "2026-11-20T10:00:00Z"))
+        .collect();
+    assert_eq!(app.post_json("/api/v1/traces", &batch(early)).await.0, 202);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mid = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let late = (0..3)
+        .map(|i| event("late", &format!("l{i}"), "2026-11-20T10:00:00Z"))
+        .collect();
+    assert_eq!(app.post_json("/api/v1/traces", &batch(late)).await.0, 202);
+    let dir = app.stop().await;
+    let work = tempfile::tempdir().unwrap();
+    let part = work.path().join("part.pdf");
+    let out = cli(
+        dir.path(),
+        &[
+            "report",
+            "--standard",
+            "soc2",
+            "--from",
+            &mid,
+            "--to",
+            "2099-01-01T00:00:00Z",
+            "--now",
+            "2098-01-01T00:00:00Z",
+            "--project",
+            "default",
+            "--out",
+            part.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(": 3 events, 1 traces"),
+        "only the late batch: {stdout}"
+    );
+    let (code, out) = verify_report(dir.path(), &part);
+    assert_eq!(code, Some(0), "{out}");
+
+    // The same figures and range, claimed for the whole year: the range no longer matches the
+    // period, even though the file is a faithful rendering of its (forged) facts.
+    let bytes = std::fs::read(&part).unwrap();
+    let mut facts: audittrail::report::Facts =
+        serde_json::from_slice(&audittrail::report::pdf::embedded_facts(&bytes).unwrap()).unwrap();
+    facts.from = "2026-01-01T00:00:00.000000Z".into();
+    let forged = work.path().join("forged.pdf");
+    std::fs::write(&forged, audittrail::report::render(&facts)).unwrap();
+    let (code, out) = verify_report(dir.path(), &forged);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("facts.log"), "{out}");
+
+    // A figure edited and re-rendered is named.
+    let mut facts: audittrail::report::Facts =
+        serde_json::from_slice(&audittrail::report::pdf::embedded_facts(&bytes).unwrap()).unwrap();
+    facts.figures.events = 2;
+    std::fs::write(&forged, audittrail::report::render(&facts)).unwrap();
+    let (code, out) = verify_report(dir.path(), &forged);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("facts.figures.events: the report says 2, the log gives 3"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_report_is_reproducible_and_verify_catches_edits_and_erasures() {
     let app = spawn_app().await;
     seed(&app).await;
     let dir = app.stop().await;
+    // The report's clock, fixed: a moment after everything was recorded.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let work = tempfile::tempdir().unwrap();
     let (a, b) = (work.path().join("a.pdf"), work.path().join("b.pdf"));
     for f in [&a, &b] {
-        let out = report_cli(dir.path(), f);
+        let out = report_cli(dir.path(), &now, f);
         assert!(
             out.status.success(),
             "{}",

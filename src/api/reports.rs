@@ -51,6 +51,7 @@ fn time(body: &Value, field: &str) -> Result<DateTime<Utc>, ApiError> {
 pub fn params(
     state: &AppState,
     project: &str,
+    global_audit: bool,
     body: &Value,
     now: DateTime<Utc>,
 ) -> Result<Params, ApiError> {
@@ -83,6 +84,7 @@ pub fn params(
         pii_redaction: state.config.pii_redaction_enabled,
         rules,
         rules_digest,
+        global_audit,
     })
 }
 
@@ -108,7 +110,9 @@ pub fn submit(
     project: &str,
     body: &Value,
 ) -> Result<crate::jobs::View, ApiError> {
-    let params = params(state, project, body, Utc::now())?;
+    // A key that holds every project also sees the security events that name none.
+    let global = principal.key.projects.iter().any(|p| p == "*");
+    let params = params(state, project, global, body, Utc::now())?;
     let store = state.store.clone();
     let key = ChainKey::derive(state.resolved.secret_key.expose().as_bytes());
     let dir = report::dir(&state.config.data_dir);

@@ -362,6 +362,15 @@ impl Principal {
     pub fn entry(&self, event_type: &str, operation: &str, result: &str) -> AuditEntry {
         let mut e = AuditEntry::new(event_type, operation, result);
         e.principal = Some(self.key.id.clone());
+        // The project the caller acts in, when there is one: the one it asked for, or its only
+        // one (reports count a project's security events by it).
+        e.project = self
+            .requested_project
+            .clone()
+            .or_else(|| match self.key.projects.as_slice() {
+                [only] if only != "*" => Some(only.clone()),
+                _ => None,
+            });
         e.source_ip = self.source_ip.clone();
         e.correlation_id = self.correlation_id.clone();
         e

@@ -53,6 +53,10 @@ pub struct Params {
     pub pii_redaction: bool,
     pub rules: Vec<RuleRef>,
     pub rules_digest: String,
+    /// Whether security events naming no project (failed authentications, the actions of
+    /// all-project keys) are counted too: for reports over every project, made by the CLI or
+    /// by a key that holds every project.
+    pub global_audit: bool,
 }
 
 /// The rules of `set` and a digest of their sources (ids and file contents, in id order).
@@ -112,6 +116,8 @@ pub async fn build(
     } else {
         None
     };
+    let audit_last_id = reads::audit_last_id(&mut conn.exec()).await?;
+    let head_seq = crate::store::history::head_seq(&mut conn.exec()).await?;
     let mut facts = Facts {
         format: FACTS_FORMAT,
         standard: p.standard,
@@ -125,12 +131,15 @@ pub async fn build(
         pii_redaction: p.pii_redaction,
         rules: p.rules.clone(),
         rules_digest: p.rules_digest.clone(),
+        global_audit: p.global_audit,
         log: LogRange {
             first_seq: range.map(|r| r.0),
             last_seq: range.map(|r| r.1),
             head_link: None,
             chain_verified: false,
             chain_fault: None,
+            audit_last_id,
+            head_seq,
         },
         figures: Default::default(),
     };
@@ -197,12 +206,11 @@ async fn count(
         facts.log.head_link = reads::link_at(&mut conn.exec(), last).await?;
         for (seq, at, r) in reads::erasures(&mut conn.exec(), first, last).await? {
             if facts.projects.contains(&r.project) {
+                // Who asked and why are free text and stay in the log: the report lists the act.
                 erasures.push(ErasureRow {
                     seq,
                     at,
                     project: r.project,
-                    requested_by: r.requested_by,
-                    reason: r.reason,
                     selector: r.selector_field,
                     records: r.seqs.len() as u64,
                 });
@@ -212,6 +220,8 @@ async fn count(
     for a in reads::audit_counts(
         &mut conn.exec(),
         &facts.projects,
+        facts.global_audit,
+        facts.log.audit_last_id,
         &facts.from,
         &facts.cut_at,
     )
@@ -257,6 +267,45 @@ pub async fn verify(
     else {
         return Ok(Verdict::NotAReport);
     };
+    if let Some(what) = implausible(&claimed) {
+        return Ok(Verdict::Differs { what });
+    }
+    // The range must be what the claimed period maps to (else a report could leave records
+    // out by narrowing its range while keeping its period).
+    {
+        let mut conn = store.job_connection().await?;
+        let mut db = conn.exec();
+        match (claimed.log.first_seq, claimed.log.last_seq) {
+            (Some(first), Some(last)) => {
+                if !reads::exists(&mut db, first).await? {
+                    return Ok(Verdict::Removed {
+                        what: format!(
+                            "the records from seq {first} on were removed by retention; the report covers seq {first}–{last}"
+                        ),
+                    });
+                }
+                if !range_matches(&mut db, &claimed, first, last).await? {
+                    return Ok(Verdict::Differs {
+                        what: format!(
+                            "facts.log: seq {first}–{last} is not the range the period {} to {} covers in the log",
+                            claimed.from, claimed.cut_at
+                        ),
+                    });
+                }
+            }
+            _ => {
+                if let Some((a, b)) =
+                    reads::seq_range(&mut db, &claimed.from, &claimed.cut_at).await?
+                {
+                    return Ok(Verdict::Differs {
+                        what: format!(
+                            "facts.log: the report says nothing was recorded in the period, the log holds seq {a}–{b}"
+                        ),
+                    });
+                }
+            }
+        }
+    }
     let mut again = claimed.clone();
     count(store, key, &mut again, progress).await?;
     if !again.log.chain_verified {
@@ -266,17 +315,6 @@ pub async fn verify(
                 again.log.chain_fault.as_deref().unwrap_or("unknown")
             ),
         });
-    }
-    if let Some(first) = claimed.log.first_seq {
-        let mut conn = store.job_connection().await?;
-        if !reads::exists(&mut conn.exec(), first).await? {
-            return Ok(Verdict::Removed {
-                what: format!(
-                    "the records from seq {first} on were removed by retention; the report covers seq {first}–{}",
-                    claimed.log.last_seq.unwrap_or(first)
-                ),
-            });
-        }
     }
     if again.figures.erased_records > claimed.figures.erased_records {
         return Ok(Verdict::Removed {
@@ -317,6 +355,76 @@ pub async fn verify(
         });
     }
     Ok(Verdict::Matches(Box::new(again)))
+}
+
+/// A request in flight when a report is made is recorded (stamped) before it is committed; its
+/// record may land after the report's range with a time just before the report's cut.
+const IN_FLIGHT_SLACK_SECS: i64 = 60;
+
+/// Whether `[first, last]` is what the claimed period maps to (the mapping [`reads::seq_range`]
+/// makes): the record at `first` was recorded at or after `from` and the one before it (if
+/// any) before; the record at `last` before the cut, and the one after it at or after the cut —
+/// unless it was written after the report was made and recorded within a minute of its cut.
+async fn range_matches(
+    db: &mut crate::store::db::Exec<'_>,
+    f: &Facts,
+    first: i64,
+    last: i64,
+) -> Result<bool, StoreError> {
+    let (Some(first_at), Some(last_at)) = (
+        reads::recorded_at(db, first).await?,
+        reads::recorded_at(db, last).await?,
+    ) else {
+        return Ok(false);
+    };
+    if first_at < f.from || last_at >= f.cut_at {
+        return Ok(false);
+    }
+    if let Some(before) = reads::recorded_at(db, first - 1).await?
+        && before >= f.from
+    {
+        return Ok(false);
+    }
+    if let Some(after) = reads::recorded_at(db, last + 1).await?
+        && after < f.cut_at
+    {
+        let late = last + 1 > f.log.head_seq;
+        let near_cut = match (
+            DateTime::parse_from_rfc3339(&after),
+            DateTime::parse_from_rfc3339(&f.cut_at),
+        ) {
+            (Ok(a), Ok(c)) => (c - a).num_seconds() < IN_FLIGHT_SLACK_SECS,
+            _ => false,
+        };
+        if !(late && near_cut) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// What is impossible in claimed facts (an edited file), before anything is counted.
+fn implausible(f: &Facts) -> Option<String> {
+    if f.format != FACTS_FORMAT {
+        return Some(format!(
+            "facts.format: {} is not a format this version reads ({FACTS_FORMAT})",
+            f.format
+        ));
+    }
+    let cut = f.to.as_str().min(f.generated_at.as_str());
+    if f.cut_at != cut {
+        return Some(format!(
+            "facts.cut_at: {} is not the earlier of `to` and the generation time ({cut})",
+            f.cut_at
+        ));
+    }
+    match (f.log.first_seq, f.log.last_seq) {
+        (Some(a), Some(b)) if a < 1 || b < a => {
+            Some(format!("facts.log: seq {a}–{b} is not a range of the log"))
+        }
+        (Some(_), None) | (None, Some(_)) => Some("facts.log: a range needs both ends".into()),
+        _ => None,
+    }
 }
 
 /// The value at a [`model::first_difference`] path, for messages (`?` when absent).

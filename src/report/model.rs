@@ -86,6 +86,8 @@ pub struct Facts {
     pub rules: Vec<RuleRef>,
     /// SHA-256 over the rule files' ids and sources, hex.
     pub rules_digest: String,
+    /// Whether security events naming no project are counted (see [`super::Params`]).
+    pub global_audit: bool,
     pub log: LogRange,
     pub figures: Figures,
 }
@@ -103,6 +105,12 @@ pub struct LogRange {
     pub chain_verified: bool,
     /// Why not, when it did not.
     pub chain_fault: Option<String>,
+    /// The last security audit entry counted (the audit log is written asynchronously: an
+    /// entry stamped inside the period but written after the report is not counted, then or
+    /// when the report is verified).
+    pub audit_last_id: i64,
+    /// The log's last position when the report was made.
+    pub head_seq: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -173,8 +181,6 @@ pub struct ErasureRow {
     pub seq: i64,
     pub at: String,
     pub project: String,
-    pub requested_by: String,
-    pub reason: String,
     pub selector: String,
     pub records: u64,
 }
@@ -201,6 +207,14 @@ impl Figures {
             .sum()
     }
 }
+
+/// Distinct agents counted one by one; beyond this many (agent names are the client's) the rest
+/// are counted together as [`OTHER_AGENTS`], so memory and the PDF stay bounded.
+pub const MAX_AGENTS: usize = 1_000;
+pub const OTHER_AGENTS: &str = "(other agents)";
+/// A rule outcome follows its event within one commit group; a guard request's decision is
+/// final once the log is this many positions past it.
+const GUARD_WINDOW: i64 = 100_000;
 
 /// One record as the tally reads it.
 pub struct Record<'a> {
@@ -237,6 +251,9 @@ fn text<'v>(body: &'v Value, key: &str) -> Option<&'v str> {
 
 impl Tally {
     pub fn add(&mut self, r: &Record<'_>) {
+        if self.guards.len() > 1_000 && r.seq & 1023 == 0 {
+            self.settle_guards(r.seq - GUARD_WINDOW);
+        }
         let Some(body) = r.body else {
             self.f.erased_records += 1;
             return;
@@ -254,6 +271,31 @@ impl Tally {
                 *self.f.rule_errors_by_rule.entry(rule).or_default() += 1;
             }
             _ => {}
+        }
+    }
+
+    /// Counts the decisions of guard requests before position `before`.
+    fn settle_guards(&mut self, before: i64) {
+        let f = &mut self.f;
+        self.guards.retain(|seq, d| {
+            if *seq >= before {
+                return true;
+            }
+            match d {
+                2 => f.guard_deny += 1,
+                1 => f.guard_warn += 1,
+                _ => f.guard_allow += 1,
+            }
+            false
+        });
+    }
+
+    /// The name an agent is counted under.
+    fn agent_name<'b>(&self, agent: &'b str) -> &'b str {
+        if self.agents.contains_key(agent) || self.agents.len() < MAX_AGENTS {
+            agent
+        } else {
+            OTHER_AGENTS
         }
     }
 
@@ -297,7 +339,7 @@ impl Tally {
         if let Some(day) = r.event_time.and_then(|t| t.get(..10)) {
             f.by_day.entry(day.to_owned()).or_default().events += 1;
         }
-        let agent = text(body, "agent").unwrap_or("(none)");
+        let agent = self.agent_name(text(body, "agent").unwrap_or("(none)"));
         let row = self
             .agents
             .entry(agent.to_owned())
@@ -324,6 +366,7 @@ impl Tally {
     }
 
     fn violation(&mut self, r: &Record<'_>, body: &Value) {
+        let agent = self.agent_name(text(body, "agent").unwrap_or("(none)"));
         let f = &mut self.f;
         f.violations += 1;
         let rule = text(body, "rule_id").unwrap_or("?").to_owned();
@@ -331,11 +374,14 @@ impl Tally {
         *f.violations_by_severity
             .entry(severity.clone())
             .or_default() += 1;
-        let agent = text(body, "agent").unwrap_or("(none)");
         *f.violations_by_agent.entry(agent.to_owned()).or_default() += 1;
-        if let Some(row) = self.agents.get_mut(agent) {
-            row.violations += 1;
-        }
+        self.agents
+            .entry(agent.to_owned())
+            .or_insert_with(|| AgentRow {
+                agent: agent.to_owned(),
+                ..Default::default()
+            })
+            .violations += 1;
         if let Some(day) = r.event_time.and_then(|t| t.get(..10)) {
             f.by_day.entry(day.to_owned()).or_default().violations += 1;
         }
@@ -354,17 +400,11 @@ impl Tally {
 
     /// The figures, with the erasure receipts and audit counts read beside the records.
     pub fn finish(mut self, erasures: Vec<ErasureRow>, audit: Vec<AuditRow>) -> Figures {
+        self.settle_guards(i64::MAX);
         let mut f = self.f;
         f.traces = self.traces.len() as u64;
         f.sessions = self.sessions.len() as u64;
         f.agents = self.agents.len() as u64;
-        for d in self.guards.values() {
-            match d {
-                2 => f.guard_deny += 1,
-                1 => f.guard_warn += 1,
-                _ => f.guard_allow += 1,
-            }
-        }
         let mut by_rule: Vec<RuleCount> = self
             .rules
             .into_iter()

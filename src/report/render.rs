@@ -575,23 +575,22 @@ fn gdpr(d: &mut Doc, f: &Facts) {
             vec![
                 e.seq.to_string(),
                 e.at.get(..19).unwrap_or(&e.at).to_owned(),
-                e.requested_by.clone(),
                 e.selector.clone(),
                 n(e.records),
-                e.reason.clone(),
             ]
         })
         .collect();
     d.table(
         &[
-            col("seq", 45.0, true),
-            col("at", 100.0, false),
-            col("by", 70.0, false),
-            col("selector", 70.0, false),
-            col("records", 50.0, true),
-            col("reason", 148.0, false),
+            col("receipt seq", 90.0, true),
+            col("at (UTC)", 150.0, false),
+            col("selected by", 140.0, false),
+            col("records", 103.0, true),
         ],
         &rows,
+    );
+    d.note(
+        "Who asked for each erasure and why are kept in the receipt in the log, not repeated here.",
     );
     control(
         d,

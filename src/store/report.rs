@@ -18,7 +18,7 @@ use super::schema::{AuditLog, Events, RecordType};
 const COUNTED: [&str; 4] = ["span", "guard", "violation", "rule_error"];
 
 /// The recorded time of the record at `seq`, if there is one.
-async fn recorded_at(conn: &mut Exec<'_>, seq: i64) -> Result<Option<String>, StoreError> {
+pub async fn recorded_at(conn: &mut Exec<'_>, seq: i64) -> Result<Option<String>, StoreError> {
     let q = Query::select()
         .column(Events::RecordedAt)
         .from(Events::Table)
@@ -172,25 +172,47 @@ pub struct AuditCount {
     pub count: u64,
 }
 
-/// The audit log's entries timestamped in `[from, to)` about `projects` (or about no project,
-/// e.g. a failed authentication, which names none), counted by type, operation and result.
+/// The last audit entry's id now (0 when there is none): a report counts entries up to it, so
+/// entries written after the report (the audit log is written asynchronously) never change it.
+pub async fn audit_last_id(conn: &mut Exec<'_>) -> Result<i64, StoreError> {
+    let q = Query::select()
+        .expr_as(Expr::col(AuditLog::Id).max(), "n")
+        .from(AuditLog::Table)
+        .to_owned();
+    Ok(conn
+        .fetch_optional(&q)
+        .await?
+        .map(|r| r.opt_int("n"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+/// The audit log's entries up to id `last_id`, timestamped in `[from, to)`, about `projects`
+/// (and, with `global`, those naming no project: failed authentications, the owner's actions),
+/// counted by type, operation and result.
 pub async fn audit_counts(
     conn: &mut Exec<'_>,
     projects: &[String],
+    global: bool,
+    last_id: i64,
     from: &str,
     to: &str,
 ) -> Result<Vec<AuditCount>, StoreError> {
+    let in_projects = Expr::col(AuditLog::Project).is_in(projects.iter().map(String::as_str));
+    let scope = if global {
+        Expr::col(AuditLog::Project).is_null().or(in_projects)
+    } else {
+        in_projects
+    };
     let q = Query::select()
         .columns([AuditLog::EventType, AuditLog::Operation, AuditLog::Result])
         .expr_as(Expr::col(AuditLog::Id).count(), "n")
         .from(AuditLog::Table)
+        .and_where(Expr::col(AuditLog::Id).lte(last_id))
         .and_where(Expr::col(AuditLog::Timestamp).gte(from))
         .and_where(Expr::col(AuditLog::Timestamp).lt(to))
-        .and_where(
-            Expr::col(AuditLog::Project)
-                .is_null()
-                .or(Expr::col(AuditLog::Project).is_in(projects.iter().map(String::as_str))),
-        )
+        .and_where(scope)
         .group_by_columns([AuditLog::EventType, AuditLog::Operation, AuditLog::Result])
         .order_by(AuditLog::EventType, Order::Asc)
         .order_by(AuditLog::Operation, Order::Asc)
