@@ -285,7 +285,9 @@ impl Doc {
 
     /// A section heading, kept with at least a few lines of what follows.
     pub fn heading(&mut self, s: &str) {
-        self.need(90.0);
+        // Room for the heading and what opens the section (a table or a control), so a
+        // heading never ends a page.
+        self.need(300.0);
         self.space(10.0);
         self.line(s, 13.5, true, rgb(0.1, 0.2, 0.4));
         let y = self.y - 4.0;
@@ -323,8 +325,16 @@ impl Doc {
     pub fn pairs(&mut self, rows: &[(&str, String)]) {
         let size = 9.5;
         let label_w = 170.0;
-        for (label, value) in rows {
-            let lines = wrap(&printable(value), size, false, RIGHT - LEFT - label_w);
+        let wrapped: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(_, value)| wrap(&printable(value), size, false, RIGHT - LEFT - label_w))
+            .collect();
+        // A short block is kept on one page (with the heading above it, which asked for room).
+        let total: usize = wrapped.iter().map(Vec::len).sum();
+        if total <= 16 {
+            self.need(total as f32 * size * 1.45);
+        }
+        for ((label, _), lines) in rows.iter().zip(wrapped) {
             for (i, l) in lines.iter().enumerate() {
                 let lead = size * 1.45;
                 self.need(lead);

@@ -306,6 +306,9 @@ fn trend(g: &Figures, pick: impl Fn(&super::model::DayCount) -> u64) -> Vec<(Str
 
 /// A control: its id and name, what AuditTrail provides, and the figures.
 fn control(d: &mut Doc, id: &str, name: &str, evidence: &str, figures: &[(&str, String)]) {
+    // The heading, its text and its figures stay together (about 95 characters a line).
+    let lines = evidence.len() / 95 + 1 + figures.len();
+    d.need(lines as f32 * 14.0 + 40.0);
     d.subheading(&format!("{id}  {name}"));
     d.para(evidence);
     if !figures.is_empty() {
