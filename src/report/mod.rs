@@ -59,18 +59,17 @@ pub struct Params {
     pub global_audit: bool,
 }
 
-/// The rules of `set` and a digest of their sources (ids and file contents, in id order).
+/// The rules of `set` and a digest of the sources they were compiled from (ids and source
+/// digests, in id order): the rules in force, whatever the files on disk say now.
 pub fn rule_set_facts(set: &RuleSet) -> (Vec<RuleRef>, String) {
     let mut rules: Vec<(&str, &crate::rules::Rule)> =
         set.rules().iter().map(|r| (r.id(), r)).collect();
     rules.sort_by_key(|(id, _)| *id);
     let mut h = Sha256::new();
     for (id, r) in &rules {
-        let source = std::fs::read(r.path()).unwrap_or_default();
         h.update((id.len() as u64).to_be_bytes());
         h.update(id.as_bytes());
-        h.update((source.len() as u64).to_be_bytes());
-        h.update(&source);
+        h.update(r.source_digest());
     }
     (
         rules

@@ -111,7 +111,7 @@ fn cover(d: &mut Doc, f: &Facts) {
         &rows,
     );
     d.note(&format!(
-        "Rule-set digest (SHA-256 over each rule's id and source): {}",
+        "Rule-set digest (SHA-256 over each rule's id and the SHA-256 of the source it was compiled from): {}",
         f.rules_digest
     ));
 }

@@ -73,6 +73,9 @@ pub struct Rule {
     description: String,
     severity: Severity,
     path: PathBuf,
+    /// SHA-256 of the source this rule was compiled from (what a report names as in force,
+    /// even after a broken edit on disk was rejected).
+    source_digest: [u8; 32],
     ast: AST,
     /// The file's top-level constants, visible to every function through the resolver.
     constants: Constants,
@@ -112,6 +115,11 @@ impl Rule {
         self.severity
     }
     /// Where the rule was loaded from.
+    /// SHA-256 of the source the rule was compiled from.
+    pub fn source_digest(&self) -> &[u8; 32] {
+        &self.source_digest
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -508,6 +516,10 @@ fn compile_rule(engine: &Engine, path: &Path, src: &str) -> Result<Rule, Vec<Rul
         description,
         severity,
         path: path.to_owned(),
+        source_digest: {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(src.as_bytes()).into()
+        },
         ast,
         constants: Arc::new(constants),
         kinds,
