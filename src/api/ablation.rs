@@ -182,14 +182,6 @@ pub fn submit(
                 AblationError::Store(e) => internal(e),
             })?;
             serde_json::to_value(report).map_err(internal)
-        })
-        .map_err(|refused| ApiError {
-            retry_after_secs: Some(refused.retry_after_secs()),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_jobs",
-                refused.to_string(),
-            )
         })?;
     let mut e = principal.entry("configuration", "ablation.start", "success");
     e.resource = Some(view.id.clone());

@@ -146,14 +146,6 @@ pub fn submit(
                 "the report could not be stored; the server log has the details".to_owned()
             })?;
             serde_json::to_value(&stored).map_err(|e| e.to_string())
-        })
-        .map_err(|refused| ApiError {
-            retry_after_secs: Some(refused.retry_after_secs()),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_jobs",
-                refused.to_string(),
-            )
         })?;
     let mut e = principal.entry("data_access", "reports.create", "success");
     e.resource = Some(view.id.clone());

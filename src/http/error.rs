@@ -122,3 +122,18 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A background job refused (a key's job already waiting, or the queue full): 429 with
+/// `Retry-After`.
+impl From<crate::jobs::Refused> for ApiError {
+    fn from(refused: crate::jobs::Refused) -> Self {
+        ApiError {
+            retry_after_secs: Some(refused.retry_after_secs()),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_jobs",
+                refused.to_string(),
+            )
+        }
+    }
+}

@@ -157,6 +157,27 @@ pub async fn project_page(
     until_seq: i64,
     limit: u64,
 ) -> Result<Vec<HistoryRecord>, StoreError> {
+    records_page(
+        conn,
+        &[project.to_owned()],
+        &["span", "guard", "violation"],
+        after_seq,
+        until_seq,
+        limit,
+    )
+    .await
+}
+
+/// The next page of `projects`' records of `types` after `after_seq` and up to `until_seq`, in
+/// log order (index `events_project_seq`).
+pub async fn records_page(
+    conn: &mut Exec<'_>,
+    projects: &[String],
+    types: &[&str],
+    after_seq: i64,
+    until_seq: i64,
+    limit: u64,
+) -> Result<Vec<HistoryRecord>, StoreError> {
     let q = Query::select()
         .columns([
             Events::Seq,
@@ -165,10 +186,10 @@ pub async fn project_page(
             Events::Body,
         ])
         .from(Events::Table)
-        .and_where(Expr::col(Events::Project).eq(project))
+        .and_where(Expr::col(Events::Project).is_in(projects.iter().map(String::as_str)))
         .and_where(Expr::col(Events::Seq).gt(after_seq))
         .and_where(Expr::col(Events::Seq).lte(until_seq))
-        .and_where(Expr::col(Events::RecordType).is_in(["span", "guard", "violation"]))
+        .and_where(Expr::col(Events::RecordType).is_in(types.iter().copied()))
         .order_by(Events::Seq, Order::Asc)
         .limit(limit)
         .to_owned();

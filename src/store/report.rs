@@ -89,37 +89,7 @@ pub async fn range_page(
     until_seq: i64,
     limit: u64,
 ) -> Result<Vec<HistoryRecord>, StoreError> {
-    let q = Query::select()
-        .columns([
-            Events::Seq,
-            Events::RecordType,
-            Events::EventTime,
-            Events::Body,
-        ])
-        .from(Events::Table)
-        .and_where(Expr::col(Events::Project).is_in(projects.iter().map(String::as_str)))
-        .and_where(Expr::col(Events::Seq).gt(after_seq))
-        .and_where(Expr::col(Events::Seq).lte(until_seq))
-        .and_where(Expr::col(Events::RecordType).is_in(COUNTED))
-        .order_by(Events::Seq, Order::Asc)
-        .limit(limit)
-        .to_owned();
-    let rows = conn.fetch_all(&q).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let seq = row.int("seq")?;
-        let body = row.opt_text("body")?;
-        out.push(HistoryRecord {
-            seq,
-            record_type: row.text("record_type")?,
-            event_time: row.opt_text("event_time")?,
-            body: match body {
-                Some(b) => Some(super::parse_body(seq, &b)?),
-                None => None,
-            },
-        });
-    }
-    Ok(out)
+    super::history::records_page(conn, projects, &COUNTED, after_seq, until_seq, limit).await
 }
 
 /// The erasure receipts recorded between `first` and `last` (inclusive), with their positions
