@@ -86,18 +86,15 @@ pub async fn list(
         })
         .collect();
     let next_url = next.map(|n| {
-        let mut q = Vec::new();
-        for (k, v) in [
-            ("event_type", &event_type),
-            ("result", &result),
-            ("principal", &principal),
-        ] {
-            if let Some(v) = v {
-                q.push(format!("{k}={}", fmt::url(v)));
-            }
-        }
-        q.push(format!("cursor={n}"));
-        format!("/audit?{}", q.join("&"))
+        fmt::next_page_url(
+            "/audit",
+            &[
+                ("event_type", &event_type),
+                ("result", &result),
+                ("principal", &principal),
+            ],
+            &n.to_string(),
+        )
     });
     let page = AuditPage {
         chrome: viewer.chrome(&state, "audit", "/audit").await,

@@ -76,6 +76,16 @@ pub fn blank_none(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
+/// The URL of the next page of a list: its filters that are set, then `cursor`.
+pub fn next_page_url(path: &str, filters: &[(&str, &Option<String>)], cursor: &str) -> String {
+    let mut q: Vec<String> = filters
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", url(v))))
+        .collect();
+    q.push(format!("cursor={cursor}"));
+    format!("{path}?{}", q.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

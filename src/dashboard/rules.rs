@@ -109,20 +109,17 @@ pub async fn violations(
         })
         .collect();
     let next_url = next.map(|n| {
-        let mut q = Vec::new();
-        for (k, v) in [
-            ("rule", &rule),
-            ("severity", &severity_text),
-            ("agent", &agent),
-            ("from", &from_text),
-            ("to", &to_text),
-        ] {
-            if let Some(v) = v {
-                q.push(format!("{k}={}", fmt::url(v)));
-            }
-        }
-        q.push(format!("cursor={n}"));
-        format!("/violations?{}", q.join("&"))
+        fmt::next_page_url(
+            "/violations",
+            &[
+                ("rule", &rule),
+                ("severity", &severity_text),
+                ("agent", &agent),
+                ("from", &from_text),
+                ("to", &to_text),
+            ],
+            &n.to_string(),
+        )
     });
     let page = ViolationsPage {
         chrome: viewer.chrome(&state, "violations", "/violations").await,

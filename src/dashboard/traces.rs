@@ -149,21 +149,18 @@ pub async fn list(
     let (items, next) =
         query::list_traces(&state.store, &project, &filter, cursor.as_ref(), 50).await?;
     let query_of = |cursor: &str| {
-        let mut q = Vec::new();
-        for (k, v) in [
-            ("agent", &agent),
-            ("session_id", &session_id),
-            ("status", &status_text),
-            ("from", &from_text),
-            ("to", &to_text),
-            ("has_violations", &has_text),
-        ] {
-            if let Some(v) = v {
-                q.push(format!("{k}={}", fmt::url(v)));
-            }
-        }
-        q.push(format!("cursor={cursor}"));
-        format!("/traces?{}", q.join("&"))
+        fmt::next_page_url(
+            "/traces",
+            &[
+                ("agent", &agent),
+                ("session_id", &session_id),
+                ("status", &status_text),
+                ("from", &from_text),
+                ("to", &to_text),
+                ("has_violations", &has_text),
+            ],
+            cursor,
+        )
     };
     let page = TracesPage {
         chrome: viewer.chrome(&state, "traces", "/traces").await,
