@@ -138,6 +138,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         redaction,
         prices: PriceTable::load(&[config.data_dir.as_path(), config.rules_dir.as_path()])
             .map_err(|e| ServeError::Config(vec![e]))?,
+        record_key: chain_key(&resolved).personal().clone(),
     };
     let auth = Arc::new(Authenticator::new(
         Arc::new(store.clone()),

@@ -12,6 +12,7 @@ use crate::event::{self, FieldError, Limits, SpanKind, TraceEvent, format_time};
 use crate::ingest::pricing::PriceTable;
 use crate::redact::RedactionStage;
 use crate::redact::event::RedactedEvent;
+use crate::store::chain::PersonalKey;
 use crate::store::{AppendError, AppendOutcome, PreparedEvent};
 
 pub mod evaluate;
@@ -55,6 +56,8 @@ pub struct Pipeline {
     pub redaction: RedactionStage,
     /// Prices for spans that carry tokens but no cost (OTLP).
     pub prices: PriceTable,
+    /// Keys the digest of each record's personal part (so erasure keeps the facts verifiable).
+    pub record_key: PersonalKey,
 }
 
 impl Pipeline {
@@ -150,7 +153,7 @@ impl Pipeline {
         let recorded_at = format_time(&chrono::Utc::now());
         let prepared: Vec<PreparedEvent> = events
             .into_iter()
-            .map(|e| PreparedEvent::span(project, e, &recorded_at))
+            .map(|e| PreparedEvent::span(project, e, &recorded_at, &self.record_key))
             .collect();
         let n = prepared.len();
         let outcome = writer.append(prepared).await?;
@@ -229,7 +232,12 @@ impl Pipeline {
             .redaction
             .redact_event(event)
             .map_err(|e| fail("$", &e.to_string()))?;
-        let prepared = PreparedEvent::guard(project, event, &format_time(&chrono::Utc::now()));
+        let prepared = PreparedEvent::guard(
+            project,
+            event,
+            &format_time(&chrono::Utc::now()),
+            &self.record_key,
+        );
         let outcome = writer.append(vec![prepared]).await?;
         metrics::counter!("audittrail_guard_requests_total").increment(1);
         Ok(outcome)

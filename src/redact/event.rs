@@ -17,11 +17,37 @@ pub type RedactionCounts = BTreeMap<String, BTreeMap<String, u32>>;
 pub struct RedactedEvent {
     event: TraceEvent,
     redaction: RedactionCounts,
+    removed: RemovedValues,
+}
+
+/// The personal values the redactor removed from one event, held in memory only until the
+/// event is prepared for the log, where each becomes a keyed pseudonym in the value index
+/// (erasure by value). Never stored, logged or shown: its `Debug` prints a count.
+#[derive(Clone, Default)]
+pub struct RemovedValues(pub(in crate::redact) Vec<String>);
+
+impl std::fmt::Debug for RemovedValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemovedValues({} values)", self.0.len())
+    }
 }
 
 impl RedactedEvent {
-    pub(in crate::redact) fn seal(event: TraceEvent, redaction: RedactionCounts) -> Self {
-        RedactedEvent { event, redaction }
+    pub(in crate::redact) fn seal(
+        event: TraceEvent,
+        redaction: RedactionCounts,
+        removed: RemovedValues,
+    ) -> Self {
+        RedactedEvent {
+            event,
+            redaction,
+            removed,
+        }
+    }
+
+    /// Takes the removed values out (see [`RemovedValues`]).
+    pub fn take_removed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.removed.0)
     }
 
     pub fn event(&self) -> &TraceEvent {
@@ -38,6 +64,7 @@ impl RedactedEvent {
         let RedactedEvent {
             event: e,
             redaction,
+            ..
         } = self;
         let duration_ms = e.duration_ms();
         let mut m = Map::with_capacity(20);

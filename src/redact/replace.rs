@@ -11,6 +11,30 @@ use sha2::Sha256;
 
 use super::{Detection, PiiType, Replacement, TypeCounts};
 
+thread_local! {
+    /// While [`collect_removed`] runs on this thread: every value [`apply`] replaces.
+    static REMOVED: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (synchronous redaction of one event) and returns, beside its result, the values
+/// the replacements in it removed. Redaction takes no counts or sinks for this so that the
+/// redactor's hot path and API stay as they are; outside `collect_removed` nothing is kept.
+pub(super) fn collect_removed<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    REMOVED.with_borrow_mut(|r| *r = Some(Vec::new()));
+    let out = f();
+    let removed = REMOVED.with_borrow_mut(Option::take).unwrap_or_default();
+    (out, removed)
+}
+
+/// Notes a removed value for [`collect_removed`] (no-op outside it).
+pub(super) fn note_removed(value: &str) {
+    REMOVED.with_borrow_mut(|r| {
+        if let Some(list) = r {
+            list.push(value.to_owned());
+        }
+    });
+}
+
 pub(super) fn apply(
     rep: &Replacement,
     text: &str,
@@ -24,6 +48,7 @@ pub(super) fn apply(
             continue;
         };
         out.push_str(before);
+        note_removed(value);
         push_token(rep, d.kind, value, &mut out);
         *counts.entry(d.kind.as_str()).or_insert(0) += 1;
         at = d.end;

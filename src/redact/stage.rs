@@ -20,7 +20,7 @@ use std::sync::Arc;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::event::{RedactedEvent, RedactionCounts};
+use super::event::{RedactedEvent, RedactionCounts, RemovedValues};
 use super::{RedactError, Redactor, TypeCounts};
 use crate::event::TraceEvent;
 
@@ -63,10 +63,28 @@ impl RedactionStage {
         self.redactor.as_ref()
     }
 
-    pub fn redact_event(&self, mut e: TraceEvent) -> Result<RedactedEvent, StageError> {
+    pub fn redact_event(&self, e: TraceEvent) -> Result<RedactedEvent, StageError> {
         let Some(r) = &self.redactor else {
-            return Ok(RedactedEvent::seal(e, RedactionCounts::new()));
+            return Ok(RedactedEvent::seal(
+                e,
+                RedactionCounts::new(),
+                RemovedValues::default(),
+            ));
         };
+        let (sealed, removed) = super::replace::collect_removed(|| self.redact_with(r, e));
+        let (e, all, mut ids) = sealed?;
+        ids.extend(removed);
+        Ok(RedactedEvent::seal(e, all, RemovedValues(ids)))
+    }
+
+    /// The redaction proper; returns the event, its counts and the personal values found in
+    /// its identifiers (the other removed values are collected by the caller).
+    fn redact_with(
+        &self,
+        r: &Redactor,
+        mut e: TraceEvent,
+    ) -> Result<(TraceEvent, RedactionCounts, Vec<String>), StageError> {
+        let mut removed_ids = Vec::new();
         let mut all = RedactionCounts::new();
         let mut record = |field: &str, counts: TypeCounts| {
             if !counts.is_empty() {
@@ -89,6 +107,9 @@ impl RedactionStage {
                 let mut counts = TypeCounts::new();
                 for d in &found {
                     *counts.entry(d.kind.as_str()).or_default() += 1;
+                    if let Some(v) = id.get(d.start..d.end) {
+                        removed_ids.push(v.to_owned());
+                    }
                 }
                 *id = self.pseudonym_id(id);
                 record(field, counts);
@@ -125,7 +146,7 @@ impl RedactionStage {
         if let serde_json::Value::Object(m) = attributes {
             e.attributes = m;
         }
-        Ok(RedactedEvent::seal(e, all))
+        Ok((e, all, removed_ids))
     }
 
     /// The identifier under which a record sent with `raw` as its `field` is stored: its keyed

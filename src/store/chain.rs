@@ -34,6 +34,43 @@ pub struct ChainKey {
     audit: Hmac<Sha256>,
     /// Pseudonyms of erasure selectors (a receipt names its subject without the value).
     selector: Hmac<Sha256>,
+    /// Digests of records' personal parts (record format v2).
+    personal: PersonalKey,
+}
+
+/// Keys the digest of a record's personal part (record format v2): the digest that stays in
+/// the log after an erasure cannot be used to test a guess of what was erased.
+#[derive(Clone)]
+pub struct PersonalKey {
+    tag: Hmac<Sha256>,
+    /// Pseudonyms of the personal values the redactor removed (the value index).
+    values: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for PersonalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PersonalKey(..)")
+    }
+}
+
+impl PersonalKey {
+    /// The keyed digest of a record's personal part (its canonical JSON text).
+    pub fn tag(&self, personal: &str) -> Hash {
+        let mut mac = self.tag.clone();
+        mac.update(personal.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The keyed pseudonym under which the value index lists a personal value the redactor
+    /// removed (hex). Values are normalised first (trimmed, lower-cased, and for a value
+    /// made of digits and phone punctuation only its digits), so `Jane@Example.org ` and
+    /// `jane@example.org`, or `+1 (415) 555-0134` and `+14155550134`, are one subject.
+    pub fn value_pseudonym(&self, value: &str) -> String {
+        let mut mac = self.values.clone();
+        mac.update(normalise_value(value).as_bytes());
+        let d: Hash = mac.finalize().into_bytes().into();
+        to_hex(&d)
+    }
 }
 
 impl std::fmt::Debug for ChainKey {
@@ -68,7 +105,16 @@ impl ChainKey {
             state: derived(secret, b"audittrail/chain-state/v1"),
             audit: derived(secret, b"audittrail/audit-chain/v1"),
             selector: derived(secret, b"audittrail/erasure-selector/v1"),
+            personal: PersonalKey {
+                tag: derived(secret, b"audittrail/record-personal/v1"),
+                values: derived(secret, b"audittrail/value-index/v1"),
+            },
         }
+    }
+
+    /// The key of records' personal-part digests.
+    pub fn personal(&self) -> &PersonalKey {
+        &self.personal
     }
 
     /// The link of the record at log position `seq`: covers the previous link (deletion,
@@ -105,6 +151,11 @@ impl ChainKey {
         to_hex(&d)
     }
 
+    /// See [`PersonalKey::value_pseudonym`].
+    pub fn value_pseudonym(&self, value: &str) -> String {
+        self.personal.value_pseudonym(value)
+    }
+
     /// The link of the audit-log entry with id `id` (the audit log's own chain).
     pub fn audit_link(&self, prev: &Hash, id: i64, digest: &Hash) -> Hash {
         let mut mac = self.audit.clone();
@@ -132,6 +183,44 @@ pub fn digest(r: &RecordContent<'_>) -> Hash {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
+    h.finalize().into()
+}
+
+/// How the value index normalises a personal value (see [`ChainKey::value_pseudonym`]).
+pub fn normalise_value(value: &str) -> String {
+    let v = value.trim();
+    let phone_like = v.chars().filter(char::is_ascii_digit).count() >= 6
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    if phone_like {
+        v.chars().filter(char::is_ascii_digit).collect()
+    } else {
+        v.to_lowercase()
+    }
+}
+
+/// What a version-2 record's digest covers: the non-personal facts in full and the personal
+/// part only through its keyed digest, so that erasing the personal part leaves a digest that
+/// `verify` still checks against the facts.
+pub struct RecordFacts<'a> {
+    pub project: &'a str,
+    pub event_id: &'a str,
+    pub record_type: &'a str,
+    pub recorded_at: &'a str,
+    /// The canonical JSON of the body's non-personal fields.
+    pub facts: &'a str,
+    /// [`PersonalKey::tag`] of the canonical JSON of its personal fields.
+    pub personal: &'a Hash,
+}
+
+pub fn digest_v2(r: &RecordFacts<'_>) -> Hash {
+    let mut h = Sha256::new();
+    h.update(b"audittrail/record/v2");
+    for part in [r.project, r.event_id, r.record_type, r.recorded_at, r.facts] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.update(r.personal);
     h.finalize().into()
 }
 

@@ -28,8 +28,10 @@ pub mod checkpoint;
 pub mod copy;
 
 pub mod db;
+pub mod erase;
 pub mod history;
 pub mod keys;
+pub mod personal;
 pub mod projection;
 pub mod query;
 pub mod receipt;
@@ -481,6 +483,8 @@ fn write_options(path: &Path) -> SqliteConnectOptions {
         // cached; the OS page cache holds the rest. Every connection has its own cache, so
         // these sizes are what bound the process's memory as the log grows.
         .pragma("cache_size", "-16384")
+        // Freed cells are zeroed, so an erased body leaves no bytes behind in the file.
+        .pragma("secure_delete", "ON")
 }
 
 fn read_options(path: &Path) -> SqliteConnectOptions {

@@ -13,6 +13,9 @@ pub enum EraseSelector {
     TraceId(String),
     SessionId(String),
     Agent(String),
+    /// A personal value the redactor removed (an e-mail, a phone number…), found through the
+    /// index of keyed pseudonyms the writer keeps per record.
+    Value(String),
     /// Explicit positions (tests, and retention's per-project erasure later).
     Seqs(Vec<i64>),
 }
@@ -24,6 +27,7 @@ impl EraseSelector {
             EraseSelector::TraceId(_) => "trace_id",
             EraseSelector::SessionId(_) => "session_id",
             EraseSelector::Agent(_) => "agent",
+            EraseSelector::Value(_) => "value",
             EraseSelector::Seqs(_) => "seqs",
         }
     }
@@ -49,7 +53,7 @@ pub struct ErasureReceipt {
     pub requested_by: String,
     pub at: String,
     pub reason: String,
-    /// `trace_id`, `session_id`, `agent` or `seqs`.
+    /// `trace_id`, `session_id`, `agent`, `value` or `seqs`.
     pub selector_field: String,
     /// Keyed pseudonym of the selector's value (absent for explicit positions).
     pub selector_pseudonym: Option<String>,

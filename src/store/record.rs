@@ -6,7 +6,8 @@
 
 use serde_json::Value;
 
-use super::chain::{self, Hash, RecordContent};
+use super::chain::{self, Hash, PersonalKey, RecordContent};
+use super::personal::{self, Header};
 use super::projection::{self, TraceSummaryRow};
 use super::schema::RecordType;
 use crate::event::format_time;
@@ -30,17 +31,25 @@ pub struct PreparedEvent {
     pub(super) body_text: String,
     pub(super) digest: Hash,
     pub(super) facts: Option<(String, TraceSummaryRow)>,
+    /// Keyed pseudonyms of the personal values the redactor removed from it (the value index
+    /// erasure by value looks up), distinct.
+    pub(super) value_index: Vec<String>,
 }
 
 impl PreparedEvent {
     /// Prepares a span record. Only a [`RedactedEvent`] can become a log record.
-    pub fn span(project: &str, event: RedactedEvent, recorded_at: &str) -> Self {
-        Self::from_redacted(project, event, recorded_at, RecordType::Span)
+    pub fn span(project: &str, event: RedactedEvent, recorded_at: &str, key: &PersonalKey) -> Self {
+        Self::from_redacted(project, event, recorded_at, RecordType::Span, key)
     }
 
     /// Prepares a guard request's record: evaluated like a span, not counted in totals.
-    pub fn guard(project: &str, event: RedactedEvent, recorded_at: &str) -> Self {
-        Self::from_redacted(project, event, recorded_at, RecordType::Guard)
+    pub fn guard(
+        project: &str,
+        event: RedactedEvent,
+        recorded_at: &str,
+        key: &PersonalKey,
+    ) -> Self {
+        Self::from_redacted(project, event, recorded_at, RecordType::Guard, key)
     }
 
     fn from_redacted(
@@ -48,7 +57,16 @@ impl PreparedEvent {
         event: RedactedEvent,
         recorded_at: &str,
         record_type: RecordType,
+        key: &PersonalKey,
     ) -> Self {
+        let mut event = event;
+        let mut value_index: Vec<String> = event
+            .take_removed()
+            .iter()
+            .map(|v| key.value_pseudonym(v))
+            .collect();
+        value_index.sort_unstable();
+        value_index.dedup();
         let e = event.event();
         let (event_id, id_from_client, trace_id) =
             (e.event_id.clone(), e.id_from_client, e.trace_id.clone());
@@ -56,14 +74,16 @@ impl PreparedEvent {
         let agent = e.agent.clone();
         let event_time = format_time(&e.start_time);
         let body = event.into_body(project);
-        let body_text = serde_json::to_string(&body).expect("a JSON value always serialises");
-        let digest = chain::digest(&RecordContent {
-            project,
-            event_id: &event_id,
-            record_type: record_type.as_str(),
-            recorded_at,
-            body: &body_text,
-        });
+        let (digest, body_text) = personal::seal(
+            &Header {
+                project,
+                event_id: &event_id,
+                record_type: record_type.as_str(),
+                recorded_at,
+            },
+            &body,
+            key,
+        );
         let facts = if record_type == RecordType::Span {
             projection::span_facts(0, &body)
         } else {
@@ -83,6 +103,7 @@ impl PreparedEvent {
             body_text,
             digest,
             facts,
+            value_index,
         }
     }
 
@@ -117,6 +138,7 @@ impl PreparedEvent {
             body_text,
             digest,
             facts: None,
+            value_index: Vec::new(),
         }
     }
 
@@ -159,7 +181,7 @@ pub struct OutcomeRecord<'a> {
 
 impl PreparedEvent {
     /// Prepares the log record of a rule outcome (a violation or a rule error).
-    pub fn outcome(o: OutcomeRecord<'_>) -> Self {
+    pub fn outcome(o: OutcomeRecord<'_>, key: &PersonalKey) -> Self {
         use crate::rules::RuleOutcome;
         let c = o.cause;
         let field = |k: &str| c.body.get(k).cloned().unwrap_or(Value::Null);
@@ -200,21 +222,24 @@ impl PreparedEvent {
             "session_id": field("session_id"),
             "at": c.recorded_at,
         });
-        let body_text = serde_json::to_string(&body).expect("a JSON value always serialises");
-        let digest = chain::digest(&RecordContent {
-            project: &c.project,
-            event_id: &violation_id,
-            record_type: record_type.as_str(),
-            recorded_at: &c.recorded_at,
-            body: &body_text,
-        });
+        let (digest, body_text) = personal::seal(
+            &Header {
+                project: &c.project,
+                event_id: &violation_id,
+                record_type: record_type.as_str(),
+                recorded_at: &c.recorded_at,
+            },
+            &body,
+            key,
+        );
         PreparedEvent {
             project: c.project.clone(),
             event_id: violation_id,
             id_from_client: false,
             record_type,
             trace_id: c.trace_id.clone(),
-            session_id: None,
+            // Erasure by session selects a span's outcomes with it.
+            session_id: c.session_id.clone(),
             agent: c.agent.clone(),
             event_time: c.event_time.clone(),
             recorded_at: c.recorded_at.clone(),
@@ -222,6 +247,7 @@ impl PreparedEvent {
             body_text,
             digest,
             facts: None,
+            value_index: Vec::new(),
         }
     }
 }

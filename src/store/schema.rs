@@ -110,6 +110,23 @@ pub enum ApiKeys {
 }
 
 #[derive(Iden, Clone, Copy)]
+pub enum RedactedValues {
+    Table,
+    Project,
+    Pseudonym,
+    Seq,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum ProjectRetention {
+    Table,
+    Project,
+    Days,
+    UpdatedAt,
+    UpdatedBy,
+}
+
+#[derive(Iden, Clone, Copy)]
 pub enum HealthProbe {
     Table,
     Id,

@@ -3,8 +3,10 @@
 //! What it proves, for someone without `AUDITTRAIL_SECRET_KEY`:
 //! - an edited record (digest mismatch), and a deleted, inserted or reordered one (link
 //!   mismatch, or a gap in positions), is named by its position;
-//! - a missing body is accepted only where a later erasure receipt — itself a verified record —
-//!   lists that position; any other missing body is tampering;
+//! - an erased body keeps its record's non-personal facts, which are still checked against the
+//!   digest (record format v2, see `personal`); an erased or missing body is accepted only
+//!   where a later erasure receipt — itself a verified record — lists that position; any other
+//!   is tampering;
 //! - the chain's base (after retention) and its head checkpoint are authenticated with the
 //!   chain key: a forged base, or a tail cut off the log, is detected from the database file
 //!   alone;
@@ -24,10 +26,11 @@ use sea_query::{Expr, ExprTrait, Order, Query};
 
 use super::StoreError;
 use super::audit_log::{self, AuditAnchor, AuditFault, AuditReport};
-use super::chain::{self, ChainKey, RecordContent, StateTag};
+use super::chain::{self, ChainKey, StateTag};
 use super::chain_state;
 use super::checkpoint::Checkpoint;
 use super::db::{Conn, Exec};
+use super::personal::{self, Form, Header};
 use super::receipt::ErasureReceipt;
 use super::schema::Events;
 
@@ -195,17 +198,27 @@ pub async fn verify(
                 Some(body) => {
                     let project = row.text("project")?;
                     let recorded_at = row.text("recorded_at")?;
-                    let d = chain::digest(&RecordContent {
+                    let header = Header {
                         project: &project,
                         event_id: &event_id,
                         record_type: &record_type,
                         recorded_at: &recorded_at,
-                        body,
-                    });
-                    if d != stored_digest {
-                        return Err(ChainFault::Edited { seq, event_id }.into());
+                    };
+                    match personal::check(&header, body, &stored_digest, key.personal()) {
+                        None => return Err(ChainFault::Edited { seq, event_id }.into()),
+                        Some(Form::Erased) => {
+                            // The facts verified; the personal part is gone, which only a
+                            // later receipt may account for.
+                            if !cover.contains_key(&seq) {
+                                return Err(
+                                    ChainFault::ErasedWithoutReceipt { seq, event_id }.into()
+                                );
+                            }
+                            report.erased += 1;
+                        }
+                        Some(Form::V1 | Form::V2) => {}
                     }
-                    d
+                    stored_digest
                 }
                 None => {
                     if !cover.contains_key(&seq) {

@@ -32,10 +32,11 @@ use super::chain::{self, ChainKey, Hash};
 use super::chain_state::{self, Head};
 use super::checkpoint::{Checkpoint, CheckpointFile};
 use super::db::{Backend, Conn, Exec, Raw, storable};
+use super::erase;
 use super::projection::{TraceBatch, TraceSummaryRow};
 use super::receipt::{EraseRequest, EraseSelector, ErasureReceipt};
 use super::record::{OutcomeRecord, PreparedEvent};
-use super::schema::{Events, HealthProbe, RecordType};
+use super::schema::{Events, HealthProbe, RecordType, RedactedValues};
 use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
 use crate::auth::audit::AuditEntry;
@@ -728,19 +729,8 @@ impl Committer {
         };
         let mut tx = conn.begin_write().await?;
         let mut db = tx.exec();
-        let mut seqs = selected_seqs(&mut db, &request).await?;
-        seqs.sort_unstable();
-        seqs.dedup();
-        for chunk in seqs.chunks(500) {
-            db.execute(
-                &Query::update()
-                    .table(Events::Table)
-                    .value(Events::Body, Option::<String>::None)
-                    .and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()))
-                    .to_owned(),
-            )
-            .await?;
-        }
+        let selected = erase::select(&mut db, &request, &key).await?;
+        let seqs = erase::clear(&mut db, &key, &selected).await?;
         let receipt = ErasureReceipt {
             receipt: "erasure".into(),
             project: request.project.clone(),
@@ -754,6 +744,7 @@ impl Committer {
                 | EraseSelector::Agent(v) => {
                     Some(key.selector_pseudonym(request.selector.field(), v))
                 }
+                EraseSelector::Value(v) => Some(key.value_pseudonym(v)),
                 EraseSelector::Seqs(_) => None,
             },
             seqs,
@@ -769,11 +760,48 @@ impl Committer {
         tx.commit().await?;
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
+        self.scrub().await;
         tracing::info!(project = %request.project, selector = request.selector.field(), records = receipt.seqs.len(), receipt_seq = head.seq, "records erased");
         Ok(Erased {
             receipt_seq: head.seq,
             receipt,
         })
+    }
+
+    /// After an erasure, removes what the database keeps of the old bytes outside the live
+    /// rows: SQLite (run with `secure_delete`, so freed cells are zeroed) copies the WAL into
+    /// the file and truncates it; Postgres vacuums the tables in the background so the dead
+    /// row versions are pruned. Failures are logged; the erasure itself is committed.
+    async fn scrub(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        match self.store.backend() {
+            Backend::Sqlite => {
+                if let Err(e) = conn
+                    .exec()
+                    .execute_plain("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .await
+                {
+                    tracing::warn!(error = %e, "after an erasure: the WAL could not be truncated now (it is at the next checkpoint)");
+                }
+            }
+            Backend::Postgres => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let result = async {
+                        let mut conn = store.write_connection().await?;
+                        conn.exec()
+                            .execute_plain("VACUUM events, traces, violations, redacted_values")
+                            .await
+                    }
+                    .await;
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "after an erasure: VACUUM failed; autovacuum will prune the old row versions later");
+                    }
+                });
+            }
+        }
     }
 
     /// Positions, links and outcome records of a batch in log order; then one transaction.
@@ -829,11 +857,14 @@ impl Committer {
                             .increment(1);
                     }
                 }
-                let record = PreparedEvent::outcome(OutcomeRecord {
-                    cause: ev,
-                    cause_seq,
-                    outcome: result,
-                });
+                let record = PreparedEvent::outcome(
+                    OutcomeRecord {
+                        cause: ev,
+                        cause_seq,
+                        outcome: result,
+                    },
+                    key.personal(),
+                );
                 head.seq += 1;
                 head.link = key.link(&head.link, head.seq, &record.digest);
                 if let Some(row) = violations::row_from_body(head.seq, &record.body) {
@@ -878,43 +909,6 @@ impl Committer {
         let committed = (publish || !committed.violations.is_empty()).then_some(committed);
         Ok((outcomes, committed))
     }
-}
-
-/// The fields of a span a live view shows (never input or output).
-/// The positions an erasure selects: its project's span, guard and outcome records that still
-/// have a body.
-async fn selected_seqs(db: &mut Exec<'_>, request: &EraseRequest) -> Result<Vec<i64>, StoreError> {
-    let mut q = Query::select();
-    q.column(Events::Seq)
-        .from(Events::Table)
-        .and_where(Expr::col(Events::Project).eq(request.project.as_str()))
-        .and_where(Expr::col(Events::Body).is_not_null())
-        .and_where(Expr::col(Events::RecordType).is_in([
-            "span",
-            "guard",
-            "violation",
-            "rule_error",
-        ]));
-    let mut found = Vec::new();
-    match &request.selector {
-        EraseSelector::Seqs(list) => {
-            for chunk in list.chunks(500) {
-                let mut q = q.clone();
-                q.and_where(Expr::col(Events::Seq).is_in(chunk.iter().copied()));
-                for row in db.fetch_all(&q).await? {
-                    found.push(row.int("seq")?);
-                }
-            }
-            return Ok(found);
-        }
-        EraseSelector::TraceId(v) => q.and_where(Expr::col(Events::TraceId).eq(v.as_str())),
-        EraseSelector::SessionId(v) => q.and_where(Expr::col(Events::SessionId).eq(v.as_str())),
-        EraseSelector::Agent(v) => q.and_where(Expr::col(Events::Agent).eq(v.as_str())),
-    };
-    for row in db.fetch_all(&q).await? {
-        found.push(row.int("seq")?);
-    }
-    Ok(found)
 }
 
 /// The audit entry id covered by the log's last audit checkpoint (0 if none).
@@ -986,6 +980,27 @@ async fn insert_records(
                 chain::to_hex(&ev.digest).into(),
                 chain::to_hex(link).into(),
             ]);
+        }
+        db.execute(&q).await?;
+    }
+    // The value index: 3 columns x 1000 rows per statement.
+    let index: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .flat_map(|(ev, seq, _)| {
+            ev.value_index
+                .iter()
+                .map(move |p| (ev.project.as_str(), p.as_str(), *seq))
+        })
+        .collect();
+    for chunk in index.chunks(1000) {
+        let mut q = Query::insert();
+        q.into_table(RedactedValues::Table).columns([
+            RedactedValues::Project,
+            RedactedValues::Pseudonym,
+            RedactedValues::Seq,
+        ]);
+        for (project, pseudonym, seq) in chunk {
+            q.values_panic([(*project).into(), (*pseudonym).into(), (*seq).into()]);
         }
         db.execute(&q).await?;
     }
