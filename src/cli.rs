@@ -78,6 +78,38 @@ pub enum Command {
     /// Compliance report as a PDF (`report --standard soc2 --from … --to … --out r.pdf`), or
     /// `report verify FILE` to re-derive a report's figures from the log and compare.
     Report(ReportCommand),
+    /// Erase a data subject (GDPR Art. 17) in one project: the personal part of every record
+    /// that names them, with a chained receipt `verify` checks. Writes the database directly:
+    /// on a running server use POST /api/v1/erasure instead.
+    Erase(EraseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("subject")
+        .required(true)
+        .args(["session_id", "agent", "trace_id", "value"])
+))]
+pub struct EraseArgs {
+    /// Every record of this session.
+    #[arg(long)]
+    pub session_id: Option<String>,
+    /// Every record of this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Every record of this trace.
+    #[arg(long)]
+    pub trace_id: Option<String>,
+    /// Every record the redactor removed this personal value from (an e-mail, a phone
+    /// number…), found through the index of keyed pseudonyms.
+    #[arg(long)]
+    pub value: Option<String>,
+    /// Why (kept in the receipt).
+    #[arg(long)]
+    pub reason: String,
+    /// The project.
+    #[arg(long, default_value = "default")]
+    pub project: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,8 +344,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup { dest } => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
             let store = server::open_store(&cli.config, &resolved).await?;
-            let result =
-                crate::store::backup::backup(&store, &server::chain_key(&resolved), &dest).await;
+            let key = server::chain_key(&resolved);
+            let result = crate::store::backup::backup(&store, &key, &dest).await;
+            if let Ok(c) = &result {
+                // Recorded so an erasure can list the backups that still hold its subject.
+                let mut e =
+                    crate::auth::audit::AuditEntry::new("backup", "backup.create", "success");
+                e.principal = Some("cli".into());
+                e.resource = Some(dest.display().to_string());
+                e.metadata = serde_json::json!({ "head_seq": c.head_seq, "records": c.records });
+                if let Err(err) = crate::store::audit_log::append_now(&store, &key, &[e]).await {
+                    eprintln!(
+                        "warning: the backup is good but could not be recorded in the audit log: {err}"
+                    );
+                }
+            }
             store.close().await;
             match result {
                 Ok(c) => {
@@ -356,6 +401,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Healthcheck => Ok(healthcheck(cli.config.bind.port()).await),
+        Command::Erase(args) => erase(&cli.config, args).await,
         Command::Bench(args) => {
             let report = crate::loadgen::run(args).await?;
             println!("{report}");
@@ -433,6 +479,70 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
     e.resource = resource;
     crate::store::audit_log::append_now(&store, &server::chain_key(&resolved), &[e]).await?;
     println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn erase(config: &Config, args: EraseArgs) -> anyhow::Result<ExitCode> {
+    use crate::retention::erasure;
+    let resolved = config.resolve().map_err(server::ServeError::Config)?;
+    if !crate::auth::permission::valid_project_id(&args.project) {
+        anyhow::bail!("--project: 1-64 letters, digits, `-`, `_` or `.`");
+    }
+    let redaction =
+        crate::redact::setup::build_stage(config, &resolved).map_err(server::ServeError::Config)?;
+    let (field, value) = [
+        ("session_id", &args.session_id),
+        ("agent", &args.agent),
+        ("trace_id", &args.trace_id),
+        ("value", &args.value),
+    ]
+    .into_iter()
+    .find_map(|(f, v)| v.as_deref().map(|v| (f, v)))
+    .ok_or_else(|| {
+        anyhow::anyhow!("name the subject with one of --session-id, --agent, --trace-id, --value")
+    })?;
+    let flag = |e: Vec<crate::event::FieldError>| {
+        anyhow::anyhow!(
+            "{}",
+            e.iter()
+                .map(|e| format!("--{}: {}", e.path.replace('_', "-"), e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    let selector = erasure::selector(field, value, &redaction).map_err(flag)?;
+    let reason = erasure::reason(Some(&args.reason)).map_err(flag)?;
+    let offline = server::offline_writer(config, &resolved, "POST /api/v1/erasure").await?;
+    let result = offline
+        .writer
+        .erase(crate::store::receipt::EraseRequest {
+            project: args.project.clone(),
+            selector,
+            reason,
+            requested_by: "cli".into(),
+        })
+        .await;
+    let mut e = crate::auth::audit::AuditEntry::new(
+        "data_erasure",
+        "data.erase",
+        if result.is_ok() { "success" } else { "failure" },
+    );
+    e.principal = Some("cli".into());
+    e.project = Some(args.project.clone());
+    if let Ok(erased) = &result {
+        e.resource = Some(format!("receipt:{}", erased.receipt_seq));
+        e.metadata = serde_json::json!({
+            "selector": field,
+            "records": erased.receipt.seqs.len(),
+            "receipt_seq": erased.receipt_seq,
+        });
+    }
+    offline.audit.record(e);
+    let backups = erasure::backups_before(&offline.store, chrono::Utc::now()).await;
+    offline.finish().await;
+    let erased = result.map_err(|e| anyhow::anyhow!("erasure failed, nothing was erased: {e}"))?;
+    let answer = erasure::answer(erased, backups?);
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(ExitCode::SUCCESS)
 }
 

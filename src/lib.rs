@@ -38,6 +38,7 @@ pub mod loadgen;
 pub mod pipeline;
 pub mod redact;
 pub mod report;
+pub mod retention;
 pub mod rules;
 pub mod server;
 pub mod store;

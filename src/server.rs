@@ -290,3 +290,82 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
+
+/// The store's single writer, opened by a command instead of a server (`erase`, `retention
+/// apply`): every write still goes through it. Refused while a server writes the same
+/// database — the command's writer would fork the chain — with a message naming the API to
+/// use instead.
+pub struct Offline {
+    pub store: Store,
+    pub writer: writer::WriterHandle,
+    pub audit: AuditSink,
+    task: tokio::task::JoinHandle<()>,
+    _lock: Option<crate::store::backup::ServerLock>,
+}
+
+pub async fn offline_writer(
+    config: &Config,
+    resolved: &Resolved,
+    instead: &str,
+) -> Result<Offline, ServeError> {
+    let lock = match &resolved.database {
+        DatabaseTarget::Sqlite(path) => {
+            let lock_path = crate::store::backup::ServerLock::path_for(path);
+            Some(
+                crate::store::backup::ServerLock::take(&lock_path).map_err(|_| {
+                    ServeError::Config(vec![format!(
+                        "a server is running on {}: use {instead} on it, or stop it first",
+                        path.display()
+                    )])
+                })?,
+            )
+        }
+        DatabaseTarget::Postgres(_) => None,
+    };
+    let store = open_store(config, resolved).await?;
+    let (audit, audit_rx) = AuditSink::channel(64);
+    let (writer, task) = writer::spawn(
+        &store,
+        WriterConfig {
+            key: chain_key(resolved),
+            checkpoint: store.sqlite_path().map(CheckpointFile::beside),
+            wal_path: store.wal_path(),
+        },
+        audit_rx,
+    )
+    .await?;
+    if writer.status.standby() {
+        drop(writer);
+        drop(audit);
+        let _ = task.await;
+        store.close().await;
+        return Err(ServeError::Config(vec![format!(
+            "a server holds the writer lock on {}: use {instead} on it",
+            store.describe()
+        )]));
+    }
+    Ok(Offline {
+        store,
+        writer,
+        audit,
+        task,
+        _lock: lock,
+    })
+}
+
+impl Offline {
+    /// Flushes the writer (queued audit entries included) and closes the store.
+    pub async fn finish(self) {
+        let Offline {
+            store,
+            writer,
+            audit,
+            task,
+            _lock,
+        } = self;
+        drop(writer);
+        drop(audit);
+        let _ = task.await;
+        store.close().await;
+    }
+}

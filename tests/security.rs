@@ -244,6 +244,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/reports/{report}.pdf", "reports:read"),
     ("GET", "/api/v1/health/deep", "system:health"),
     ("GET", "/metrics", "system:metrics"),
+    ("POST", "/api/v1/erasure", "data:erase"),
 ];
 
 const ALL: &[&str] = &[
@@ -255,6 +256,7 @@ const ALL: &[&str] = &[
     "keys:admin",
     "system:metrics",
     "system:health",
+    "data:erase",
 ];
 
 /// A valid body for each route that takes one.
@@ -269,6 +271,9 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
             Some(json!({"kind": "tool", "name": "lookup", "input": {"id": 1}}))
         }
         ("POST", "/api/v1/ablation") => Some(json!({})),
+        ("POST", "/api/v1/erasure") => {
+            Some(json!({"session_id": "nobody", "reason": "route walk"}))
+        }
         ("POST", "/api/v1/reports") => Some(
             json!({"standard": "soc2", "from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}),
         ),

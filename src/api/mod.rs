@@ -3,6 +3,7 @@
 
 pub mod ablation;
 pub mod audit;
+pub mod erasure;
 pub mod keys;
 pub mod ops;
 pub mod reports;
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(ablation::router())
         .merge(reports::router())
+        .merge(erasure::router())
         .merge(ops::router())
         .merge(crate::ingest::otlp::langfuse_router())
 }

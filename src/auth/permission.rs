@@ -20,13 +20,16 @@ pub enum Permission {
     SystemMetrics,
     #[serde(rename = "system:health")]
     SystemHealth,
+    /// Erase a data subject's records (GDPR Art. 17).
+    #[serde(rename = "data:erase")]
+    DataErase,
     /// Implies every other permission.
     #[serde(rename = "admin:all")]
     AdminAll,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::TracesWrite,
         Permission::TracesRead,
         Permission::RulesRead,
@@ -35,6 +38,7 @@ impl Permission {
         Permission::KeysAdmin,
         Permission::SystemMetrics,
         Permission::SystemHealth,
+        Permission::DataErase,
         Permission::AdminAll,
     ];
 
@@ -48,6 +52,7 @@ impl Permission {
             Permission::KeysAdmin => "keys:admin",
             Permission::SystemMetrics => "system:metrics",
             Permission::SystemHealth => "system:health",
+            Permission::DataErase => "data:erase",
             Permission::AdminAll => "admin:all",
         }
     }

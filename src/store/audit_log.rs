@@ -205,6 +205,26 @@ pub async fn append_now(
     Ok(())
 }
 
+/// Backups `audittrail backup` recorded (newest first, at most 1,000): `(timestamp, file)`.
+pub async fn backups(store: &Store) -> Result<Vec<(String, String)>, StoreError> {
+    let q = Query::select()
+        .columns([AuditLog::Timestamp, AuditLog::Resource])
+        .from(AuditLog::Table)
+        .and_where(Expr::col(AuditLog::EventType).eq("backup"))
+        .and_where(Expr::col(AuditLog::Result).eq("success"))
+        .order_by(AuditLog::Id, Order::Desc)
+        .limit(1000)
+        .to_owned();
+    let mut out = Vec::new();
+    for r in store.readers().fetch_all(&q).await? {
+        out.push((
+            r.text("timestamp")?,
+            r.opt_text("resource")?.unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub event_type: Option<String>,
