@@ -82,6 +82,24 @@ pub enum Command {
     /// that names them, with a chained receipt `verify` checks. Writes the database directly:
     /// on a running server use POST /api/v1/erasure instead.
     Erase(EraseArgs),
+    /// Retention: `retention apply [--dry-run]` sweeps the log now (AUDITTRAIL_RETENTION_DAYS,
+    /// and projects' own shorter limits). Writes the database directly: on a running server use
+    /// POST /api/v1/retention/apply instead (the server also sweeps hourly by itself).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Remove (or, with --dry-run, count) the records older than the retention limit.
+    Apply {
+        /// Say what would be removed and erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The sweep's clock (default: now), e.g. to see what a sweep on a later date removes.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -402,6 +420,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Healthcheck => Ok(healthcheck(cli.config.bind.port()).await),
         Command::Erase(args) => erase(&cli.config, args).await,
+        Command::Retention(RetentionCommand::Apply { dry_run, now }) => {
+            retention_apply(&cli.config, dry_run, now).await
+        }
         Command::Bench(args) => {
             let report = crate::loadgen::run(args).await?;
             println!("{report}");
@@ -546,6 +567,49 @@ async fn erase(config: &Config, args: EraseArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn retention_apply(
+    config: &Config,
+    dry_run: bool,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<ExitCode> {
+    let resolved = config.resolve().map_err(server::ServeError::Config)?;
+    if let Some(w) = crate::retention::short_retention_warning(config.retention_days) {
+        eprintln!("warning: {w}");
+    }
+    let offline = server::offline_writer(config, &resolved, "POST /api/v1/retention/apply").await?;
+    let bar = progress_bar(0, "sweeping");
+    let result = crate::retention::apply(
+        &offline.store,
+        &offline.writer,
+        config.retention_days,
+        now.unwrap_or_else(chrono::Utc::now),
+        dry_run,
+        "cli",
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    if let Ok(r) = &result
+        && !dry_run
+    {
+        let mut e = crate::auth::audit::AuditEntry::new("retention", "retention.apply", "success");
+        e.principal = Some("cli".into());
+        e.metadata = serde_json::json!({
+            "records_removed": r.records_removed,
+            "base_seq": r.base_seq,
+            "receipt_seq": r.receipt_seq,
+        });
+        offline.audit.record(e);
+    }
+    offline.finish().await;
+    let report = result?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// GET /api/v1/health on 127.0.0.1:`port` (the container binds 0.0.0.0, which is reachable
 /// there too): success on `ok` or `degraded`.
 async fn healthcheck(port: u16) -> ExitCode {
@@ -595,6 +659,15 @@ fn describe_verified(r: &verify::VerifyReport) -> String {
             "\n    chain base at seq {} (authenticated)",
             r.base_seq
         ));
+        match &r.last_sweep {
+            Some(s) => out.push_str(&format!(
+                "; {} record(s) swept on {} by retention ({} days, by {}), receipt at seq {}",
+                s.removed, s.at, s.days, s.requested_by, s.receipt_seq
+            )),
+            None => {
+                out.push_str("; the retention receipt that moved it has itself been swept since")
+            }
+        }
     }
     out.push_str(&format!(
         "\n    {} erased record(s), each covered by one of {} erasure receipt(s)",

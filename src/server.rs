@@ -94,6 +94,9 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         DatabaseTarget::Postgres(_) => None,
     };
     let store = open_store(&config, &resolved).await?;
+    if let Some(warning) = crate::retention::short_retention_warning(config.retention_days) {
+        tracing::warn!("{warning}");
+    }
     let redaction =
         crate::redact::setup::build_stage(&config, &resolved).map_err(ServeError::Config)?;
     let rules_dir = config.rules_dir.clone();
@@ -219,6 +222,15 @@ impl Service {
         } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let store = state.store.clone();
+        let (sweep_stop, mut sweep_stopped) = watch::channel(false);
+        let sweeper = tokio::spawn(crate::retention::run_scheduled(
+            store.clone(),
+            state.writer.clone(),
+            state.config.retention_days,
+            async move {
+                let _ = sweep_stopped.wait_for(|s| *s).await;
+            },
+        ));
         let app = http::app(
             state,
             http::Doors {
@@ -248,6 +260,9 @@ impl Service {
             result = server => result?,
             _ = grace_expired => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway"),
         }
+        // The sweeper holds a writer handle: stop it (between two chunks) before the writer.
+        let _ = sweep_stop.send(true);
+        let _ = sweeper.await;
         // Every writer handle lived in the router; it is gone now, so the writer drains and stops.
         if tokio::time::timeout(Duration::from_secs(30), writer_task)
             .await

@@ -7,6 +7,7 @@ pub mod erasure;
 pub mod keys;
 pub mod ops;
 pub mod reports;
+pub mod retention;
 pub mod rules;
 pub mod traces;
 
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(ablation::router())
         .merge(reports::router())
         .merge(erasure::router())
+        .merge(retention::router())
         .merge(ops::router())
         .merge(crate::ingest::otlp::langfuse_router())
 }

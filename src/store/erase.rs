@@ -211,6 +211,7 @@ async fn rebuild_traces(
     for (project, trace) in traces {
         by_project.entry(project).or_default().push(trace);
     }
+    let carried = super::sweep::carried_projections(db).await?;
     for (project, ids) in by_project {
         for chunk in ids.chunks(CHUNK) {
             db.execute(
@@ -232,6 +233,12 @@ async fn rebuild_traces(
                 .order_by(Events::Seq, Order::Asc)
                 .to_owned();
             let mut batch = TraceBatch::default();
+            // A trace straddling the base after a sweep starts from what the sweep carried.
+            for (p, trace_id, row) in &carried {
+                if p == project && chunk.contains(&trace_id.as_str()) {
+                    batch.add(project, trace_id.clone(), row.clone());
+                }
+            }
             for row in db.fetch_all(&q).await? {
                 let seq = row.int("seq")?;
                 let body = super::parse_body(seq, &row.text("body")?)?;

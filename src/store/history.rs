@@ -17,8 +17,10 @@ use super::schema::{Events, RecordType, SYSTEM_PROJECT};
 
 /// The totals of each of `ids` (values of `column` in `project`), folded from its stored spans
 /// in log order — only those before position `before_seq` when given; an id with no stored
-/// span gets empty totals.
-pub async fn rebuild<'i, T: Default>(
+/// span gets empty totals. Traces and sessions that straddle the chain's base after a
+/// retention sweep start from the totals the sweep carried over (`sweep::carried_totals`,
+/// written by the caller's own fold, hence `DeserializeOwned`).
+pub async fn rebuild<'i, T: Default + serde::de::DeserializeOwned>(
     conn: &mut Exec<'_>,
     project: &str,
     column: Events,
@@ -26,7 +28,13 @@ pub async fn rebuild<'i, T: Default>(
     before_seq: Option<i64>,
     apply: fn(&mut T, &Value),
 ) -> Result<Vec<(&'i str, T)>, StoreError> {
-    let mut found: HashMap<String, T> = HashMap::new();
+    let kind = match column {
+        Events::SessionId => "session",
+        _ => "trace",
+    };
+    let list: Vec<&str> = ids.iter().copied().collect();
+    let mut found: HashMap<String, T> =
+        super::sweep::carried_totals(conn, project, kind, &list).await?;
     for (id, body) in stored_bodies(conn, project, column, ids, before_seq).await? {
         apply(found.entry(id).or_default(), &body);
     }

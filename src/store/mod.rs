@@ -40,6 +40,7 @@ pub mod replay;
 pub mod report;
 pub mod schema;
 pub mod sessions;
+pub mod sweep;
 pub mod verify;
 pub mod violations;
 pub mod writer;

@@ -14,7 +14,7 @@ use super::db::{Exec, storable};
 use super::schema::Traces;
 
 /// What one span contributes to its trace's summary.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TraceSummaryRow {
     pub agent: Option<String>,
     pub session_id: Option<String>,

@@ -69,3 +69,32 @@ impl ErasureReceipt {
             .filter(|r| r.receipt == "erasure")
     }
 }
+
+/// The stored body of a retention receipt: a sweep removed the log's prefix up to `base_seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionReceipt {
+    /// Always `"retention"`.
+    pub receipt: String,
+    /// Who asked: `system` (the scheduled sweep), `cli`, or a key id.
+    pub requested_by: String,
+    pub at: String,
+    /// The retention limit in days.
+    pub days: u32,
+    /// Records recorded before this time were removed.
+    pub cutoff: String,
+    /// The chain's base before this sweep and after it (the last removed position).
+    pub from_seq: i64,
+    pub base_seq: i64,
+    /// Records removed.
+    pub removed: u64,
+    /// Running totals of the traces and sessions that straddle the new base.
+    pub carried: Vec<crate::store::sweep::Carried>,
+}
+
+impl RetentionReceipt {
+    pub fn parse(body: &str) -> Option<RetentionReceipt> {
+        serde_json::from_str::<RetentionReceipt>(body)
+            .ok()
+            .filter(|r| r.receipt == "retention")
+    }
+}

@@ -39,6 +39,10 @@ pub async fn rebuild(
         .await?;
     let mut report = ReplayReport::default();
     let mut batch = TraceBatch::default();
+    // Traces that straddle the base after a retention sweep start from what it carried.
+    for (project, trace_id, row) in super::sweep::carried_projections(&mut db).await? {
+        batch.add(&project, trace_id, row);
+    }
     let mut outcomes = Vec::new();
     let mut reader = store.reader().await?;
     let mut after = i64::MIN;

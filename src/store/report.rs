@@ -55,29 +55,30 @@ pub async fn seq_range(
     let (Some(lo), Some(hi)) = (row.opt_int("lo")?, row.opt_int("hi")?) else {
         return Ok(None);
     };
-    // First position whose time is >= `bound` (hi + 1 when none).
-    async fn first_at_or_after(
-        conn: &mut Exec<'_>,
-        mut lo: i64,
-        hi: i64,
-        bound: &str,
-    ) -> Result<i64, StoreError> {
-        let mut end = hi + 1;
-        while lo < end {
-            let mid = lo + (end - lo) / 2;
-            // Positions are dense between the base and the head (verify checks it).
-            let at = recorded_at(conn, mid).await?.unwrap_or_default();
-            if at.as_str() >= bound {
-                end = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        Ok(lo)
-    }
     let first = first_at_or_after(conn, lo, hi, from).await?;
     let after_last = first_at_or_after(conn, first, hi, to).await?;
     Ok((first < after_last).then_some((first, after_last - 1)))
+}
+
+/// First position in `lo..=hi` whose recorded time is >= `bound` (`hi + 1` when none), by
+/// bisection (positions are dense between the base and the head; verify checks it).
+pub async fn first_at_or_after(
+    conn: &mut Exec<'_>,
+    mut lo: i64,
+    hi: i64,
+    bound: &str,
+) -> Result<i64, StoreError> {
+    let mut end = hi + 1;
+    while lo < end {
+        let mid = lo + (end - lo) / 2;
+        let at = recorded_at(conn, mid).await?.unwrap_or_default();
+        if at.as_str() >= bound {
+            end = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
 }
 
 /// The next page of `projects`' span, guard, violation and rule-error records after

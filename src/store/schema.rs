@@ -118,10 +118,21 @@ pub enum RedactedValues {
 }
 
 #[derive(Iden, Clone, Copy)]
+pub enum CarriedTotals {
+    Table,
+    Project,
+    Kind,
+    Id,
+    Projection,
+    Totals,
+}
+
+#[derive(Iden, Clone, Copy)]
 pub enum ProjectRetention {
     Table,
     Project,
     Days,
+    ErasedThrough,
     UpdatedAt,
     UpdatedBy,
 }
@@ -152,6 +163,8 @@ pub enum RecordType {
     Erasure,
     /// The security audit log's chain head at this point of the event log.
     AuditCheckpoint,
+    /// A retention sweep removed the log's prefix: the new base and what was carried over.
+    Retention,
 }
 
 impl RecordType {
@@ -163,6 +176,7 @@ impl RecordType {
             RecordType::RuleError => "rule_error",
             RecordType::Erasure => "erasure",
             RecordType::AuditCheckpoint => "audit_checkpoint",
+            RecordType::Retention => "retention",
         }
     }
 }

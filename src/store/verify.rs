@@ -31,7 +31,7 @@ use super::chain_state;
 use super::checkpoint::Checkpoint;
 use super::db::{Conn, Exec};
 use super::personal::{self, Form, Header};
-use super::receipt::ErasureReceipt;
+use super::receipt::{ErasureReceipt, RetentionReceipt};
 use super::schema::Events;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,8 +51,21 @@ pub struct VerifyReport {
     /// Whether the database holds an authenticated head checkpoint (older databases may not).
     pub head_checkpoint: bool,
     pub audit: AuditReport,
+    /// The last retention sweep recorded in the log (its receipt verified with the rest).
+    pub last_sweep: Option<SweepSeen>,
     /// Something worth saying that is not tampering (e.g. a stale checkpoint file).
     pub notes: Vec<String>,
+}
+
+/// A retention receipt as `verify` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepSeen {
+    pub receipt_seq: i64,
+    pub base_seq: i64,
+    pub removed: u64,
+    pub at: String,
+    pub days: u32,
+    pub requested_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +84,7 @@ pub enum ChainFault {
         "record seq {seq} (event {event_id}): its body is missing and no later erasure receipt covers it (deleted evidence)"
     )]
     ErasedWithoutReceipt { seq: i64, event_id: String },
-    #[error("erasure receipt at seq {seq} is malformed")]
+    #[error("erasure or retention receipt at seq {seq} is malformed")]
     BadReceipt { seq: i64 },
     #[error(
         "the chain base (seq {seq}) is not authenticated by the chain key: it was forged or edited"
@@ -238,6 +251,19 @@ pub async fn verify(
                     .and_then(|b| serde_json::from_str::<AuditAnchor>(b).ok())
             {
                 anchors.push((seq, anchor));
+            }
+            if record_type == "retention" {
+                let Some(r) = body.as_deref().and_then(RetentionReceipt::parse) else {
+                    return Err(ChainFault::BadReceipt { seq }.into());
+                };
+                report.last_sweep = Some(SweepSeen {
+                    receipt_seq: seq,
+                    base_seq: r.base_seq,
+                    removed: r.removed,
+                    at: r.at,
+                    days: r.days,
+                    requested_by: r.requested_by,
+                });
             }
             if side_file.is_some_and(|cp| cp.seq == seq) {
                 side_link_seen = Some(chain::to_hex(&link));

@@ -34,9 +34,10 @@ use super::checkpoint::{Checkpoint, CheckpointFile};
 use super::db::{Backend, Conn, Exec, Raw, storable};
 use super::erase;
 use super::projection::{TraceBatch, TraceSummaryRow};
-use super::receipt::{EraseRequest, EraseSelector, ErasureReceipt};
+use super::receipt::{EraseRequest, EraseSelector, ErasureReceipt, RetentionReceipt};
 use super::record::{OutcomeRecord, PreparedEvent};
 use super::schema::{Events, HealthProbe, RecordType, RedactedValues};
+use super::sweep::{self, Carry};
 use super::violations::{self, ViolationRow};
 use super::{Store, StoreError};
 use crate::auth::audit::AuditEntry;
@@ -134,6 +135,28 @@ pub enum WriteOp {
     Erase(EraseRequest, oneshot::Sender<Result<Erased, String>>),
     /// Anchors the audit log's chain head in the event log now (a consistent cut).
     AuditCut(oneshot::Sender<Result<i64, String>>),
+    /// Removes the log's prefix up to `to` (one bounded chunk of a retention sweep).
+    SweepChunk {
+        to: i64,
+        carry: Carry,
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    /// Ends a retention sweep: appends its receipt.
+    SweepFinish(
+        SweepEnd,
+        oneshot::Sender<Result<(i64, RetentionReceipt), String>>,
+    ),
+}
+
+/// What a finished sweep did, for its receipt.
+#[derive(Debug, Clone)]
+pub struct SweepEnd {
+    pub requested_by: String,
+    pub days: u32,
+    pub cutoff: String,
+    pub from_seq: i64,
+    pub base_seq: i64,
+    pub removed: u64,
 }
 
 /// One record of a committed group, as subscribers see it (never more than the stored,
@@ -295,6 +318,20 @@ impl WriterHandle {
     pub async fn erase(&self, request: EraseRequest) -> Result<Erased, String> {
         let (tx, rx) = oneshot::channel();
         self.op(WriteOp::Erase(request, tx)).await?;
+        rx.await.map_err(|_| "the writer stopped".to_owned())?
+    }
+
+    /// Removes the log's prefix up to `to` in one transaction; returns the records removed.
+    pub async fn sweep_chunk(&self, to: i64, carry: Carry) -> Result<u64, String> {
+        let (reply, rx) = oneshot::channel();
+        self.op(WriteOp::SweepChunk { to, carry, reply }).await?;
+        rx.await.map_err(|_| "the writer stopped".to_owned())?
+    }
+
+    /// Appends a sweep's receipt; returns its position and body.
+    pub async fn sweep_finish(&self, end: SweepEnd) -> Result<(i64, RetentionReceipt), String> {
+        let (tx, rx) = oneshot::channel();
+        self.op(WriteOp::SweepFinish(end, tx)).await?;
         rx.await.map_err(|_| "the writer stopped".to_owned())?
     }
 
@@ -510,6 +547,22 @@ impl Committer {
             }
             WriteOp::AuditCut(reply) => {
                 let _ = reply.send(self.anchor_audit(true).await.map_err(|e| e.to_string()));
+            }
+            WriteOp::SweepChunk { to, carry, reply } => {
+                let result = self.sweep_chunk(to, &carry).await.map_err(|e| {
+                    metrics::counter!("audittrail_store_errors_total").increment(1);
+                    tracing::error!(error = %e, "a retention sweep chunk failed; nothing of it was removed");
+                    e.to_string()
+                });
+                let _ = reply.send(result);
+            }
+            WriteOp::SweepFinish(end, reply) => {
+                let result = self.sweep_finish(end).await.map_err(|e| {
+                    metrics::counter!("audittrail_store_errors_total").increment(1);
+                    tracing::error!(error = %e, "could not append a retention receipt");
+                    e.to_string()
+                });
+                let _ = reply.send(result);
             }
         }
     }
@@ -766,6 +819,63 @@ impl Committer {
             receipt_seq: head.seq,
             receipt,
         })
+    }
+
+    async fn sweep_chunk(&mut self, to: i64, carry: &Carry) -> Result<u64, StoreError> {
+        let key = self.cfg.key.clone();
+        let Some(conn) = self.writer_conn().await else {
+            return Err(StoreError::Connect(
+                "standby: another server holds the writer lock".into(),
+            ));
+        };
+        let mut tx = conn.begin_write().await?;
+        let removed = sweep::chunk(&mut tx.exec(), &key, to, carry).await?;
+        tx.commit().await?;
+        self.bound_wal().await;
+        Ok(removed)
+    }
+
+    async fn sweep_finish(&mut self, end: SweepEnd) -> Result<(i64, RetentionReceipt), StoreError> {
+        let (key, mut head) = (self.cfg.key.clone(), self.head);
+        let Some(conn) = self.writer_conn().await else {
+            return Err(StoreError::Connect(
+                "standby: another server holds the writer lock".into(),
+            ));
+        };
+        let mut tx = conn.begin_write().await?;
+        let mut db = tx.exec();
+        let carried = sweep::finish(&mut db, end.base_seq).await?;
+        let receipt = RetentionReceipt {
+            receipt: "retention".into(),
+            requested_by: end.requested_by,
+            at: format_time(&chrono::Utc::now()),
+            days: end.days,
+            cutoff: end.cutoff,
+            from_seq: end.from_seq,
+            base_seq: end.base_seq,
+            removed: end.removed,
+            carried,
+        };
+        let record = PreparedEvent::own(
+            RecordType::Retention,
+            super::schema::SYSTEM_PROJECT,
+            serde_json::to_value(&receipt).expect("a receipt always serialises"),
+            &receipt.at,
+        );
+        append_own(&mut db, &key, &mut head, &record).await?;
+        chain_state::write_head(&mut db, &key, &head).await?;
+        tx.commit().await?;
+        self.head = head;
+        self.status.head_seq.store(head.seq, Ordering::Relaxed);
+        self.scrub().await;
+        tracing::info!(
+            base_seq = receipt.base_seq,
+            removed = receipt.removed,
+            carried = receipt.carried.len(),
+            receipt_seq = head.seq,
+            "retention sweep recorded"
+        );
+        Ok((head.seq, receipt))
     }
 
     /// After an erasure, removes what the database keeps of the old bytes outside the live

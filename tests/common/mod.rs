@@ -19,6 +19,8 @@ pub struct TestApp {
     /// The server's writer, for store-level operations that have no route yet. Dropped before
     /// shutdown: the writer stops once every handle is gone.
     writer: Option<audittrail::store::WriterHandle>,
+    /// The server's store (for library calls that need it beside the writer).
+    pub store: audittrail::store::Store,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -138,6 +140,7 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
         .await
         .expect("service builds");
     let writer = service.state.writer.clone();
+    let store = service.state.store.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         service
@@ -165,6 +168,7 @@ pub async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
         base,
         dir,
         writer: Some(writer),
+        store,
         shutdown: Some(tx),
         task: Some(task),
     }
