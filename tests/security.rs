@@ -34,6 +34,7 @@ async fn call(
         "GET" => client.get(url),
         "POST" => client.post(url),
         "DELETE" => client.delete(url),
+        "PUT" => client.put(url),
         other => panic!("{other}"),
     };
     if let Some(b) = body {
@@ -245,6 +246,9 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/health/deep", "system:health"),
     ("GET", "/metrics", "system:metrics"),
     ("POST", "/api/v1/erasure", "data:erase"),
+    ("POST", "/api/v1/retention/apply", "admin:all"),
+    ("GET", "/api/v1/projects/p/retention", "admin:all"),
+    ("PUT", "/api/v1/projects/p/retention", "admin:all"),
 ];
 
 const ALL: &[&str] = &[
@@ -271,6 +275,8 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
             Some(json!({"kind": "tool", "name": "lookup", "input": {"id": 1}}))
         }
         ("POST", "/api/v1/ablation") => Some(json!({})),
+        ("POST", "/api/v1/retention/apply") => Some(json!({"dry_run": true})),
+        ("PUT", "/api/v1/projects/p/retention") => Some(json!({"days": 400})),
         ("POST", "/api/v1/erasure") => {
             Some(json!({"session_id": "nobody", "reason": "route walk"}))
         }
