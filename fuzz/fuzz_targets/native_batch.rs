@@ -1,5 +1,6 @@
 //! The native batch decoder and validation (`POST /api/v1/traces`, `/ws/ingest`), then the
-//! redaction stage on whatever validates.
+//! redaction stage on whatever validates, then the record format: the stored text is exactly
+//! serde_json's, the digest checks, and the erased form still checks its facts.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -8,6 +9,8 @@ use audittrail::event::Limits;
 use audittrail::ingest::pricing::PriceTable;
 use audittrail::pipeline::Pipeline;
 use audittrail::redact::{RedactionStage, Redactor};
+use audittrail::store::chain::ChainKey;
+use audittrail::store::personal::{self, Form, Header};
 use libfuzzer_sys::fuzz_target;
 
 fn pipeline() -> &'static Pipeline {
@@ -20,7 +23,13 @@ fn pipeline() -> &'static Pipeline {
             b"fuzz-key".to_vec(),
         ),
         prices: PriceTable::builtin(),
+        record_key: key().personal().clone(),
     })
+}
+
+fn key() -> &'static ChainKey {
+    static K: OnceLock<ChainKey> = OnceLock::new();
+    K.get_or_init(|| ChainKey::derive(b"fuzz-secret"))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -32,6 +41,18 @@ fuzz_target!(|data: &[u8]| {
             for e in redacted {
                 let body = e.into_body("p");
                 assert!(body.is_object());
+                let h = Header {
+                    project: "p",
+                    event_id: "e",
+                    record_type: "span",
+                    recorded_at: "2026-11-27T00:00:00.000000Z",
+                };
+                let k = key().personal();
+                let (digest, text) = personal::seal(&h, &body, k);
+                assert_eq!(text, serde_json::to_string(&body).unwrap());
+                assert_eq!(personal::check(&h, &text, &digest, k), Some(Form::V2));
+                let gone = personal::erased("span", &text, k).expect("a span body erases");
+                assert_eq!(personal::check(&h, &gone, &digest, k), Some(Form::Erased));
             }
         }
     }
