@@ -177,7 +177,7 @@ pub enum KeysCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         projects: Vec<String>,
         /// Permissions, comma-separated (traces:write, traces:read, rules:read, reports:create,
-        /// reports:read, keys:admin, system:metrics, system:health, admin:all).
+        /// reports:read, keys:admin, system:metrics, system:health, data:erase, admin:all).
         #[arg(long, value_delimiter = ',', required = true)]
         permissions: Vec<String>,
         /// Lifetime such as 90d, 12h or 30m (default: no expiry).
