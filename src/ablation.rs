@@ -190,9 +190,17 @@ pub async fn run(
             if let Some(p) = pending.take() {
                 settle(&mut report, p, &mut stored);
             }
-            let in_range = record.event_time.as_deref().is_some_and(|t| {
-                from.as_deref().is_none_or(|f| t >= f) && to.as_deref().is_none_or(|end| t < end)
-            });
+            // Only its facts left (erased): they still count in the running totals, but a rule
+            // that reads the input cannot judge it, so it is not re-evaluated.
+            let erased = body.get(crate::store::personal::ERASED).is_some();
+            if erased {
+                report.erased_skipped += 1;
+            }
+            let in_range = !erased
+                && record.event_time.as_deref().is_some_and(|t| {
+                    from.as_deref().is_none_or(|f| t >= f)
+                        && to.as_deref().is_none_or(|end| t < end)
+                });
             let view = if record.record_type == "guard" {
                 totals.peek(&body)
             } else {

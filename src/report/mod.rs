@@ -25,7 +25,7 @@ use crate::store::chain::{self, ChainKey};
 use crate::store::{
     Store, StoreError, history::HistoryRecord, report as reads, verify as chain_verify,
 };
-use model::{AuditRow, ErasureRow, FACTS_FORMAT, LogRange, Record, RuleRef, Tally};
+use model::{AuditRow, ErasureRow, FACTS_FORMAT, LogRange, Record, RuleRef, SweepRow, Tally};
 
 /// Records read per page of the counting pass.
 const PAGE: u64 = 2_000;
@@ -178,7 +178,7 @@ async fn count(
         return Err(ReportError::Cancelled);
     }
     let mut tally = Tally::default();
-    let (mut erasures, mut audit) = (Vec::new(), Vec::new());
+    let (mut erasures, mut sweeps, mut audit) = (Vec::new(), Vec::new(), Vec::new());
     facts.log.head_link = None;
     if let (Some(first), Some(last)) = (facts.log.first_seq, facts.log.last_seq) {
         let mut after = first - 1;
@@ -216,6 +216,18 @@ async fn count(
             }
         }
     }
+    if let (Some(first), Some(last)) = (facts.log.first_seq, facts.log.last_seq) {
+        // Sweeps act on the whole log (every project), so every report lists them.
+        for (seq, r) in reads::sweeps(&mut conn.exec(), first, last).await? {
+            sweeps.push(SweepRow {
+                seq,
+                at: r.at,
+                days: r.days,
+                base_seq: r.base_seq,
+                removed: r.removed,
+            });
+        }
+    }
     for a in reads::audit_counts(
         &mut conn.exec(),
         &facts.projects,
@@ -233,7 +245,7 @@ async fn count(
             count: a.count,
         });
     }
-    facts.figures = tally.finish(erasures, audit);
+    facts.figures = tally.finish(erasures, sweeps, audit);
     progress.report(total, total);
     Ok(())
 }

@@ -147,6 +147,9 @@ pub struct Figures {
     /// What each agent did (GDPR Art. 30's "processing activities").
     pub agents_detail: Vec<AgentRow>,
     pub erasures: Vec<ErasureRow>,
+    /// Retention sweeps recorded in the period (absent from reports made before sweeps).
+    #[serde(default)]
+    pub sweeps: Vec<SweepRow>,
     /// The security audit log's entries of the period, counted by kind.
     pub audit: Vec<AuditRow>,
 }
@@ -183,6 +186,16 @@ pub struct ErasureRow {
     pub project: String,
     pub selector: String,
     pub records: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub seq: i64,
+    pub at: String,
+    pub days: u32,
+    /// The chain's base after the sweep.
+    pub base_seq: i64,
+    pub removed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,7 +267,9 @@ impl Tally {
         if self.guards.len() > 1_000 && r.seq & 1023 == 0 {
             self.settle_guards(r.seq - GUARD_WINDOW);
         }
-        let Some(body) = r.body else {
+        // An erased record (its body gone, or only its facts left) is counted as erased, not
+        // as what it was: a report made after an erasure says how many it could not read.
+        let Some(body) = r.body.filter(|b| b.get(crate::store::personal::ERASED).is_none()) else {
             self.f.erased_records += 1;
             return;
         };
@@ -399,7 +414,12 @@ impl Tally {
     }
 
     /// The figures, with the erasure receipts and audit counts read beside the records.
-    pub fn finish(mut self, erasures: Vec<ErasureRow>, audit: Vec<AuditRow>) -> Figures {
+    pub fn finish(
+        mut self,
+        erasures: Vec<ErasureRow>,
+        sweeps: Vec<SweepRow>,
+        audit: Vec<AuditRow>,
+    ) -> Figures {
         self.settle_guards(i64::MAX);
         let mut f = self.f;
         f.traces = self.traces.len() as u64;
@@ -427,6 +447,7 @@ impl Tally {
             })
             .collect();
         f.erasures = erasures;
+        f.sweeps = sweeps;
         f.audit = audit;
         f
     }

@@ -163,6 +163,18 @@ fn provenance(d: &mut Doc, f: &Facts) {
         ),
         ("Retention setting", retention(f)),
         (
+            "Retention sweeps in the period",
+            if f.figures.sweeps.is_empty() {
+                "none".into()
+            } else {
+                format!(
+                    "{} (removing {} records; see the retention section)",
+                    f.figures.sweeps.len(),
+                    n(f.figures.sweeps.iter().map(|s| s.removed).sum())
+                )
+            },
+        ),
+        (
             "PII redaction",
             if f.pii_redaction {
                 "on: values are removed before anything is stored".into()
@@ -205,6 +217,37 @@ fn provenance(d: &mut Doc, f: &Facts) {
          compare it byte for byte with this file, so an edited figure or an edited word is \
          caught. It exits 0 when everything matches, 2 naming the first figure that does not, \
          and 3 when records of the range have since been removed by retention or erased.",
+    );
+}
+
+/// The retention receipts of the period, one row each.
+fn sweep_table(d: &mut Doc, f: &Facts) {
+    if f.figures.sweeps.is_empty() {
+        return;
+    }
+    let rows: Vec<Vec<String>> = f
+        .figures
+        .sweeps
+        .iter()
+        .map(|s| {
+            vec![
+                s.seq.to_string(),
+                s.at.get(..19).unwrap_or(&s.at).to_owned(),
+                format!("{} days", s.days),
+                s.base_seq.to_string(),
+                n(s.removed),
+            ]
+        })
+        .collect();
+    d.table(
+        &[
+            col("receipt seq", 80.0, true),
+            col("at (UTC)", 130.0, false),
+            col("limit", 70.0, false),
+            col("new base seq", 90.0, true),
+            col("records removed", 100.0, true),
+        ],
+        &rows,
     );
 }
 
@@ -560,9 +603,9 @@ fn gdpr(d: &mut Doc, f: &Facts) {
         d,
         "Art. 17",
         "Right to erasure",
-        "An erasure clears the bodies of the selected records and appends a chained receipt \
-         (who, when, why, which positions), so the log still verifies and says what was \
-         removed.",
+        "An erasure removes the personal part of the selected records (their non-personal \
+         facts stay, still checked by their digests) and appends a chained receipt (who, when, \
+         why, which positions), so the log still verifies and says what was removed.",
         &[
             ("Erasures in the period", n(g.erasures.len() as u64)),
             (
@@ -649,8 +692,19 @@ fn eu_ai_act(d: &mut Doc, f: &Facts) {
         "Art. 19",
         "Automatically generated logs (retention)",
         "Providers keep the logs for at least six months unless other law says otherwise.",
-        &[("Retention setting", retention(f))],
+        &[
+            ("Retention setting", retention(f)),
+            (
+                "Retention sweeps in the period",
+                n(f.figures.sweeps.len() as u64),
+            ),
+            (
+                "Records removed by them",
+                n(f.figures.sweeps.iter().map(|s| s.removed).sum()),
+            ),
+        ],
     );
+    sweep_table(d, f);
     if f.retention_days != 0 && f.retention_days < 183 {
         d.para(
             "WARNING: the retention setting is shorter than six months; set \

@@ -11,7 +11,7 @@ use sea_query::{Expr, ExprTrait, Order, Query};
 use super::StoreError;
 use super::db::Exec;
 use super::history::HistoryRecord;
-use super::receipt::ErasureReceipt;
+use super::receipt::{ErasureReceipt, RetentionReceipt};
 use super::schema::{AuditLog, Events, RecordType};
 
 /// The record types a report counts (its populations and the violations on them).
@@ -117,6 +117,34 @@ pub async fn erasures(
             reason: "erasure receipt does not parse".into(),
         })?;
         out.push((seq, row.text("recorded_at")?, receipt));
+    }
+    Ok(out)
+}
+
+/// The retention receipts recorded between `first` and `last` (inclusive), with their
+/// positions.
+pub async fn sweeps(
+    conn: &mut Exec<'_>,
+    first: i64,
+    last: i64,
+) -> Result<Vec<(i64, RetentionReceipt)>, StoreError> {
+    let q = Query::select()
+        .columns([Events::Seq, Events::Body])
+        .from(Events::Table)
+        .and_where(Expr::col(Events::RecordType).eq(RecordType::Retention.as_str()))
+        .and_where(Expr::col(Events::Seq).gte(first))
+        .and_where(Expr::col(Events::Seq).lte(last))
+        .order_by(Events::Seq, Order::Asc)
+        .to_owned();
+    let mut out = Vec::new();
+    for row in conn.fetch_all(&q).await? {
+        let seq = row.int("seq")?;
+        let body = row.opt_text("body")?.unwrap_or_default();
+        let receipt = RetentionReceipt::parse(&body).ok_or(StoreError::Corrupt {
+            seq,
+            reason: "retention receipt does not parse".into(),
+        })?;
+        out.push((seq, receipt));
     }
     Ok(out)
 }
