@@ -129,6 +129,21 @@ async fn erasing_a_session_keeps_the_facts_verifiable_and_replay_rebuilds_the_sa
     assert_eq!(entry["operation"], "data.erase", "{audit}");
     assert!(!audit.to_string().contains("alice"), "{audit}");
 
+    // Ablation says how many records it could not re-evaluate instead of guessing.
+    let (status, job) = app.post_json("/api/v1/ablation", &json!({})).await;
+    assert_eq!(status, 202, "{job}");
+    let url = format!("/api/v1/ablation/{}", job["id"].as_str().unwrap());
+    let mut done = Value::Null;
+    for _ in 0..1200 {
+        let (_, s) = app.get(&url).await;
+        if s["status"] == "done" {
+            done = s;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(done["result"]["erased_skipped"], 6, "{done}");
+
     let dir = app.stop().await;
     let (code, out) = verify(dir.path());
     assert_eq!(code, Some(0), "{out}");

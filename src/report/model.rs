@@ -269,7 +269,10 @@ impl Tally {
         }
         // An erased record (its body gone, or only its facts left) is counted as erased, not
         // as what it was: a report made after an erasure says how many it could not read.
-        let Some(body) = r.body.filter(|b| b.get(crate::store::personal::ERASED).is_none()) else {
+        let Some(body) = r
+            .body
+            .filter(|b| b.get(crate::store::personal::ERASED).is_none())
+        else {
             self.f.erased_records += 1;
             return;
         };
