@@ -535,7 +535,7 @@ mod tests {
             event_time: None,
             body: None,
         });
-        let f = t.finish(vec![], vec![]);
+        let f = t.finish(vec![], vec![], vec![]);
         assert_eq!((f.events, f.traces, f.agents, f.sessions), (3, 2, 2, 2));
         assert_eq!((f.violations, f.rule_errors, f.erased_records), (2, 1, 1));
         assert_eq!((f.guard_requests, f.guard_allow, f.guard_deny), (2, 1, 1));
