@@ -80,8 +80,18 @@ async fn a_sqlite_log_moves_to_postgres_with_the_same_chain() {
             .collect();
         events[0]["kind"] = json!("tool");
         events[0]["input"] = json!({"sql": "DELETE FROM orders"});
+        events[1]["output"] = json!({"content": format!("mailed copy{t}@example.org")});
         assert_eq!(app.post_json("/api/v1/traces", &batch(events)).await.0, 202);
     }
+    let (status, _) = app
+        .client
+        .put(app.url("/api/v1/projects/default/retention"))
+        .json(&json!({"days": 365}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(status, 200);
     let (_, traces_before) = app.get("/api/v1/traces?limit=500").await;
     let (_, violations_before) = app.get("/api/v1/violations?limit=500").await;
     let dir = app.stop().await;
@@ -133,6 +143,21 @@ async fn a_sqlite_log_moves_to_postgres_with_the_same_chain() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("resumed"));
     assert_eq!(verify(target.path(), &pg_url), source);
+    // The value index and the projects' limits came along (erasure by value works there).
+    for sql in [
+        "SELECT COUNT(*) FROM redacted_values",
+        "SELECT project || ':' || days FROM project_retention",
+    ] {
+        assert_eq!(
+            common::db_sql_on(target.path(), true, sql),
+            common::db_sql_on(dir.path(), false, sql),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        common::db_sql_on(target.path(), true, "SELECT COUNT(*) FROM redacted_values"),
+        "20"
+    );
 
     // A server on the copy answers as the original did, and the old keys work.
     std::fs::copy(

@@ -6,7 +6,8 @@
 //! The copy covers the source up to its head when the copy starts (the source server may keep
 //! running). The target must be empty, or hold this very copy, interrupted: a `copy_state` row
 //! names the source, and the copy resumes after what the target already holds. Projections are
-//! rebuilt on the target from the copied records (`replay`), so they match them exactly.
+//! rebuilt on the target from the copied records (`replay`), so they match them exactly; the
+//! value index, carried totals and projects' retention limits are copied beside them.
 
 use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 
@@ -87,6 +88,28 @@ const KEYS: &[Col] = &[
     Col::OptText("rotated_at"),
     Col::OptText("revoked_at"),
     Col::Flag("is_owner"),
+];
+
+const REDACTED_VALUES: &[Col] = &[
+    Col::Text("project"),
+    Col::Text("pseudonym"),
+    Col::Int("seq"),
+];
+
+const CARRIED: &[Col] = &[
+    Col::Text("project"),
+    Col::Text("kind"),
+    Col::Text("id"),
+    Col::OptText("projection"),
+    Col::Text("totals"),
+];
+
+const PROJECT_RETENTION: &[Col] = &[
+    Col::Text("project"),
+    Col::Int("days"),
+    Col::Int("erased_through"),
+    Col::Text("updated_at"),
+    Col::Text("updated_by"),
 ];
 
 /// What a copy did.
@@ -189,6 +212,82 @@ async fn copy_rows(
         on_page(rows.len() as u64);
     }
     Ok(copied)
+}
+
+/// Copies every row of `table` (those with `seq` in `range` when given) in one transaction.
+async fn copy_table(
+    source: &mut Exec<'_>,
+    target: &Store,
+    table: &'static str,
+    cols: &[Col],
+    range: Option<(i64, i64)>,
+) -> Result<(), StoreError> {
+    let names: Vec<sea_query::Alias> = cols
+        .iter()
+        .map(|c| sea_query::Alias::new(c.name()))
+        .collect();
+    let mut q = Query::select();
+    q.columns(names.clone()).from(sea_query::Alias::new(table));
+    if let Some((after, through)) = range {
+        q.and_where(Expr::col(sea_query::Alias::new("seq")).gt(after))
+            .and_where(Expr::col(sea_query::Alias::new("seq")).lte(through));
+    }
+    let rows = source.fetch_all(&q).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut conn = target.write_connection().await?;
+    let mut tx = conn.begin_write().await?;
+    for chunk in rows.chunks(200) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(sea_query::Alias::new(table))
+            .columns(names.clone());
+        for row in chunk {
+            let values = cols
+                .iter()
+                .map(|c| c.read(row))
+                .collect::<Result<Vec<_>, _>>()?;
+            insert.values_panic(values.into_iter().map(Into::into));
+        }
+        tx.exec().execute(&insert).await?;
+    }
+    tx.commit().await?;
+    conn.close().await;
+    Ok(())
+}
+
+/// The tables beside the log that replay cannot derive (the value index, totals carried over
+/// a retention sweep, projects' own limits): copied whole, afresh on a resumed copy.
+async fn copy_side_tables(
+    source: &mut Exec<'_>,
+    target: &Store,
+    until: i64,
+) -> Result<(), StoreError> {
+    let mut conn = target.write_connection().await?;
+    for t in ["redacted_values", "carried_totals", "project_retention"] {
+        conn.exec()
+            .execute_plain(&format!("DELETE FROM {t}"))
+            .await?;
+    }
+    conn.close().await;
+    copy_table(source, target, "carried_totals", CARRIED, None).await?;
+    copy_table(source, target, "project_retention", PROJECT_RETENTION, None).await?;
+    let first = scalar(source, "SELECT COALESCE(MIN(seq), 0) FROM redacted_values").await?;
+    let mut after = first - 1;
+    while after < until {
+        let through = std::cmp::min(after + PAGE as i64, until);
+        copy_table(
+            source,
+            target,
+            "redacted_values",
+            REDACTED_VALUES,
+            Some((after, through)),
+        )
+        .await?;
+        after = through;
+    }
+    Ok(())
 }
 
 /// Copies the log of `source` into `target`; `progress` gets the number of records copied.
@@ -320,7 +419,8 @@ pub async fn copy(
     }
     conn.close().await;
 
-    // Projections from the copied records, then the copy is done.
+    // What replay cannot derive, then projections from the copied records; then it is done.
+    copy_side_tables(&mut src, target, until).await?;
     replay::rebuild(target, |_| {}).await?;
     let mut conn = target.write_connection().await?;
     conn.exec()
