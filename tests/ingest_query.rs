@@ -345,7 +345,9 @@ async fn full_write_queue_answers_503_with_retry_after_and_loses_nothing_acknowl
     app.stop().await;
 }
 
-#[tokio::test]
+// Multi-threaded: the server's writer must be able to finish a transaction while this thread
+// waits for the database shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_instance_and_metrics_report_real_state() {
     let app = spawn_app().await;
     // The six default rules, redaction on, an empty queue, a working store: exactly `ok`.
