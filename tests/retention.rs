@@ -128,6 +128,20 @@ async fn a_sweep_removes_the_old_prefix_verifies_and_keeps_straddling_totals_for
         out.contains("chain base at seq 3") && out.contains("3 record(s) swept on"),
         "{out}"
     );
+    // A receipt that claims less was removed, or a base moved without the key, is caught.
+    let forged = common::copy_dir(dir.path());
+    db_sql(
+        forged.path(),
+        "UPDATE events SET body = replace(body, '\"removed\":3', '\"removed\":2') WHERE record_type = 'retention'",
+    );
+    let (code, out) = verify(forged.path());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("edited"), "{out}");
+    let forged = common::copy_dir(dir.path());
+    db_sql(forged.path(), "UPDATE chain_base SET seq = 2 WHERE id = 1");
+    let (code, out) = verify(forged.path());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("chain base"), "{out}");
 
     // The straddling trace's summary is as before; the swept one is gone; replay agrees.
     let after = traces_table(dir.path());
