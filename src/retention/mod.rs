@@ -138,7 +138,7 @@ pub async fn apply(
             while at < plan.target_seq {
                 let to = (at + CHUNK).min(plan.target_seq);
                 removed += writer
-                    .sweep_chunk(to, CARRY)
+                    .sweep_chunk(at, to, CARRY)
                     .await
                     .map_err(RetentionError::Writer)?;
                 at = to;

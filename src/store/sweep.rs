@@ -102,11 +102,15 @@ pub struct Carried {
 
 type CarryKey = (String, &'static str, String);
 
-/// Removes the records up to `to` (inclusive; the first chunk starts after the base) in the
-/// caller's transaction and moves the base there. Returns the number of records removed.
+/// Removes the records after `from` up to `to` (inclusive) in the caller's transaction and
+/// moves the base to `to`. Returns the number of records removed. Both bounds are given so
+/// every statement reads only the chunk's own range: on Postgres the rows earlier chunks
+/// deleted stay in the indexes until vacuumed, and an open-ended `seq <= to` would walk them
+/// all again in every chunk.
 pub async fn chunk(
     db: &mut Exec<'_>,
     key: &ChainKey,
+    from: i64,
     to: i64,
     carry: &Carry,
 ) -> Result<u64, StoreError> {
@@ -136,6 +140,7 @@ pub async fn chunk(
                     Events::Body,
                 ])
                 .from(Events::Table)
+                .and_where(Expr::col(Events::Seq).gt(from))
                 .and_where(Expr::col(Events::Seq).lte(to))
                 .and_where(Expr::col(Events::RecordType).eq("span"))
                 .and_where(Expr::col(Events::Body).is_not_null())
@@ -206,6 +211,7 @@ pub async fn chunk(
         .execute(
             &Query::delete()
                 .from_table(Events::Table)
+                .and_where(Expr::col(Events::Seq).gt(from))
                 .and_where(Expr::col(Events::Seq).lte(to))
                 .to_owned(),
         )
@@ -213,10 +219,12 @@ pub async fn chunk(
     for q in [
         Query::delete()
             .from_table(Violations::Table)
+            .and_where(Expr::col(Violations::Seq).gt(from))
             .and_where(Expr::col(Violations::Seq).lte(to))
             .to_owned(),
         Query::delete()
             .from_table(RedactedValues::Table)
+            .and_where(Expr::col(RedactedValues::Seq).gt(from))
             .and_where(Expr::col(RedactedValues::Seq).lte(to))
             .to_owned(),
     ] {

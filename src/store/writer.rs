@@ -137,6 +137,7 @@ pub enum WriteOp {
     AuditCut(oneshot::Sender<Result<i64, String>>),
     /// Removes the log's prefix up to `to` (one bounded chunk of a retention sweep).
     SweepChunk {
+        from: i64,
         to: i64,
         carry: Carry,
         reply: oneshot::Sender<Result<u64, String>>,
@@ -322,9 +323,15 @@ impl WriterHandle {
     }
 
     /// Removes the log's prefix up to `to` in one transaction; returns the records removed.
-    pub async fn sweep_chunk(&self, to: i64, carry: Carry) -> Result<u64, String> {
+    pub async fn sweep_chunk(&self, from: i64, to: i64, carry: Carry) -> Result<u64, String> {
         let (reply, rx) = oneshot::channel();
-        self.op(WriteOp::SweepChunk { to, carry, reply }).await?;
+        self.op(WriteOp::SweepChunk {
+            from,
+            to,
+            carry,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| "the writer stopped".to_owned())?
     }
 
@@ -548,8 +555,13 @@ impl Committer {
             WriteOp::AuditCut(reply) => {
                 let _ = reply.send(self.anchor_audit(true).await.map_err(|e| e.to_string()));
             }
-            WriteOp::SweepChunk { to, carry, reply } => {
-                let result = self.sweep_chunk(to, &carry).await.map_err(|e| {
+            WriteOp::SweepChunk {
+                from,
+                to,
+                carry,
+                reply,
+            } => {
+                let result = self.sweep_chunk(from, to, &carry).await.map_err(|e| {
                     metrics::counter!("audittrail_store_errors_total").increment(1);
                     tracing::error!(error = %e, "a retention sweep chunk failed; nothing of it was removed");
                     e.to_string()
@@ -821,7 +833,7 @@ impl Committer {
         })
     }
 
-    async fn sweep_chunk(&mut self, to: i64, carry: &Carry) -> Result<u64, StoreError> {
+    async fn sweep_chunk(&mut self, from: i64, to: i64, carry: &Carry) -> Result<u64, StoreError> {
         let key = self.cfg.key.clone();
         let Some(conn) = self.writer_conn().await else {
             return Err(StoreError::Connect(
@@ -829,7 +841,7 @@ impl Committer {
             ));
         };
         let mut tx = conn.begin_write().await?;
-        let removed = sweep::chunk(&mut tx.exec(), &key, to, carry).await?;
+        let removed = sweep::chunk(&mut tx.exec(), &key, from, to, carry).await?;
         tx.commit().await?;
         self.bound_wal().await;
         Ok(removed)
