@@ -372,6 +372,9 @@ struct Committer {
     published: broadcast::Sender<Arc<Committed>>,
     /// The audit entry id the event log's last audit checkpoint covers.
     anchored_audit_id: i64,
+    /// The Postgres `VACUUM` after the last erasure, awaited before the writer stops (so its
+    /// connection is closed when the server has stopped).
+    vacuum: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the commit stage. It ends, after flushing, when every [`WriterHandle`] and the audit
@@ -402,6 +405,7 @@ pub async fn spawn(
         in_flight: in_flight.clone(),
         published: published.clone(),
         anchored_audit_id: 0,
+        vacuum: None,
     };
     // On SQLite the writer starts at once; on Postgres it may have to wait for the lock.
     committer.try_become_writer().await?;
@@ -532,6 +536,9 @@ impl Committer {
             tracing::error!(error = %err, "could not anchor the audit log at shutdown");
         }
         self.write_checkpoint();
+        if let Some(vacuum) = self.vacuum.take() {
+            let _ = vacuum.await;
+        }
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
@@ -909,19 +916,28 @@ impl Committer {
                 }
             }
             Backend::Postgres => {
+                // One at a time: a VACUUM still running covers the rows erased since it began
+                // only partly, so the next one waits for it.
+                let previous = self.vacuum.take();
                 let store = self.store.clone();
-                tokio::spawn(async move {
+                self.vacuum = Some(tokio::spawn(async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
                     let result = async {
                         let mut conn = store.write_connection().await?;
-                        conn.exec()
+                        let done = conn
+                            .exec()
                             .execute_plain("VACUUM events, traces, violations, redacted_values")
-                            .await
+                            .await;
+                        conn.close().await;
+                        done
                     }
                     .await;
                     if let Err(e) = result {
                         tracing::warn!(error = %e, "after an erasure: VACUUM failed; autovacuum will prune the old row versions later");
                     }
-                });
+                }));
             }
         }
     }
