@@ -190,24 +190,7 @@ async fn copy_rows(
         let rows = source.fetch_all(&q).await?;
         let Some(last) = rows.last() else { break };
         after = last.int(key)?;
-        let mut conn = target.write_connection().await?;
-        let mut tx = conn.begin_write().await?;
-        for chunk in rows.chunks(200) {
-            let mut insert = Query::insert();
-            insert
-                .into_table(sea_query::Alias::new(table))
-                .columns(names.clone());
-            for row in chunk {
-                let values = cols
-                    .iter()
-                    .map(|c| c.read(row))
-                    .collect::<Result<Vec<_>, _>>()?;
-                insert.values_panic(values.into_iter().map(Into::into));
-            }
-            tx.exec().execute(&insert).await?;
-        }
-        tx.commit().await?;
-        conn.close().await;
+        insert_rows(target, table, cols, &rows).await?;
         copied += rows.len() as u64;
         on_page(rows.len() as u64);
     }
@@ -233,9 +216,23 @@ async fn copy_table(
             .and_where(Expr::col(sea_query::Alias::new("seq")).lte(through));
     }
     let rows = source.fetch_all(&q).await?;
-    if rows.is_empty() {
-        return Ok(());
+    if !rows.is_empty() {
+        insert_rows(target, table, cols, &rows).await?;
     }
+    Ok(())
+}
+
+/// Inserts `rows` (read with `cols`) into the target's `table` in one transaction.
+async fn insert_rows(
+    target: &Store,
+    table: &'static str,
+    cols: &[Col],
+    rows: &[Row],
+) -> Result<(), StoreError> {
+    let names: Vec<sea_query::Alias> = cols
+        .iter()
+        .map(|c| sea_query::Alias::new(c.name()))
+        .collect();
     let mut conn = target.write_connection().await?;
     let mut tx = conn.begin_write().await?;
     for chunk in rows.chunks(200) {

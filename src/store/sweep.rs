@@ -21,7 +21,7 @@ use super::Store;
 use super::StoreError;
 use super::chain::{self, ChainKey};
 use super::chain_state::{self, Head};
-use super::db::{Exec, Raw};
+use super::db::{Exec, Raw, Row};
 use super::projection::{self, TraceSummaryRow};
 use super::schema::{CarriedTotals, Events, ProjectRetention, RedactedValues, Traces, Violations};
 
@@ -244,6 +244,26 @@ fn empty(project: &str, kind: &str, id: &str) -> Carried {
     }
 }
 
+const CARRIED_COLUMNS: [CarriedTotals; 5] = [
+    CarriedTotals::Project,
+    CarriedTotals::Kind,
+    CarriedTotals::Id,
+    CarriedTotals::Projection,
+    CarriedTotals::Totals,
+];
+
+fn carried_from(r: &Row) -> Result<Carried, StoreError> {
+    Ok(Carried {
+        project: r.text("project")?,
+        kind: r.text("kind")?,
+        id: r.text("id")?,
+        projection: r
+            .opt_text("projection")?
+            .and_then(|t| serde_json::from_str(&t).ok()),
+        totals: serde_json::from_str(&r.text("totals")?).unwrap_or(Value::Null),
+    })
+}
+
 async fn load(db: &mut Exec<'_>, keys: &[CarryKey]) -> Result<Vec<Carried>, StoreError> {
     let mut out = Vec::new();
     let mut by: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
@@ -253,28 +273,14 @@ async fn load(db: &mut Exec<'_>, keys: &[CarryKey]) -> Result<Vec<Carried>, Stor
     for ((project, kind), ids) in by {
         for chunk in ids.chunks(500) {
             let q = Query::select()
-                .columns([
-                    CarriedTotals::Project,
-                    CarriedTotals::Kind,
-                    CarriedTotals::Id,
-                    CarriedTotals::Projection,
-                    CarriedTotals::Totals,
-                ])
+                .columns(CARRIED_COLUMNS)
                 .from(CarriedTotals::Table)
                 .and_where(Expr::col(CarriedTotals::Project).eq(project))
                 .and_where(Expr::col(CarriedTotals::Kind).eq(kind))
                 .and_where(Expr::col(CarriedTotals::Id).is_in(chunk.iter().copied()))
                 .to_owned();
             for r in db.fetch_all(&q).await? {
-                out.push(Carried {
-                    project: r.text("project")?,
-                    kind: r.text("kind")?,
-                    id: r.text("id")?,
-                    projection: r
-                        .opt_text("projection")?
-                        .and_then(|t| serde_json::from_str(&t).ok()),
-                    totals: serde_json::from_str(&r.text("totals")?).unwrap_or(Value::Null),
-                });
+                out.push(carried_from(&r)?);
             }
         }
     }
@@ -343,13 +349,7 @@ pub async fn finish(db: &mut Exec<'_>, base: i64) -> Result<Vec<Carried>, StoreE
     let all = db
         .fetch_all(
             &Query::select()
-                .columns([
-                    CarriedTotals::Project,
-                    CarriedTotals::Kind,
-                    CarriedTotals::Id,
-                    CarriedTotals::Projection,
-                    CarriedTotals::Totals,
-                ])
+                .columns(CARRIED_COLUMNS)
                 .from(CarriedTotals::Table)
                 .order_by(CarriedTotals::Project, Order::Asc)
                 .order_by(CarriedTotals::Kind, Order::Asc)
@@ -359,15 +359,7 @@ pub async fn finish(db: &mut Exec<'_>, base: i64) -> Result<Vec<Carried>, StoreE
         .await?;
     let mut out = Vec::with_capacity(all.len());
     for r in all {
-        out.push(Carried {
-            project: r.text("project")?,
-            kind: r.text("kind")?,
-            id: r.text("id")?,
-            projection: r
-                .opt_text("projection")?
-                .and_then(|t| serde_json::from_str(&t).ok()),
-            totals: serde_json::from_str(&r.text("totals")?).unwrap_or(Value::Null),
-        });
+        out.push(carried_from(&r)?);
     }
     Ok(out)
 }
