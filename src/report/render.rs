@@ -163,7 +163,7 @@ fn provenance(d: &mut Doc, f: &Facts) {
         ),
         ("Retention setting", retention(f)),
         (
-            "Retention sweeps in the period",
+            "Sweeps in the period",
             if f.figures.sweeps.is_empty() {
                 "none".into()
             } else {
@@ -694,12 +694,9 @@ fn eu_ai_act(d: &mut Doc, f: &Facts) {
         "Providers keep the logs for at least six months unless other law says otherwise.",
         &[
             ("Retention setting", retention(f)),
+            ("Sweeps in the period", n(f.figures.sweeps.len() as u64)),
             (
-                "Retention sweeps in the period",
-                n(f.figures.sweeps.len() as u64),
-            ),
-            (
-                "Records removed by them",
+                "Records swept",
                 n(f.figures.sweeps.iter().map(|s| s.removed).sum()),
             ),
         ],
