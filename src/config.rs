@@ -193,6 +193,47 @@ pub struct Config {
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT before exiting.
     #[arg(long, env = "AUDITTRAIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+
+    /// Cluster mode: the NATS server(s), e.g. `nats://nats:4222` (comma-separated for several).
+    /// Set, `serve` is an ingest node (publishes redacted batches to JetStream and acknowledges
+    /// after the stream's ack) and `audittrail worker` stores them; the database must be
+    /// Postgres. May carry credentials (`nats://user:pw@host`): never logged.
+    #[arg(long, env = "AUDITTRAIL_NATS_URL", hide_env_values = true, value_parser = parse_secret)]
+    pub nats_url: Option<Secret>,
+
+    /// The JetStream stream between ingest nodes and workers (created or checked at start-up).
+    #[arg(long, env = "AUDITTRAIL_NATS_STREAM", default_value = "AUDITTRAIL")]
+    pub nats_stream: String,
+
+    /// Prefix of every subject this installation uses (`<prefix>.log.events`,
+    /// `<prefix>.log.audit`, `<prefix>.live`), so several installations can share one NATS.
+    #[arg(long, env = "AUDITTRAIL_NATS_SUBJECT_PREFIX", default_value = "audittrail")]
+    pub nats_subject_prefix: String,
+
+    /// Stream replicas (1 for a single NATS server; 3 on a NATS cluster).
+    #[arg(long, env = "AUDITTRAIL_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
+
+    /// Bytes the stream may hold before ingest answers 503 (the backlog a stopped worker
+    /// leaves). Consumed batches are removed, so this bounds the backlog, not the history.
+    #[arg(long, env = "AUDITTRAIL_NATS_MAX_BYTES", default_value_t = 1 << 30)]
+    pub nats_max_bytes: i64,
+
+    /// Seconds a batch may wait in the stream before NATS drops it; 0 (the default) keeps it
+    /// until a worker stored it. Anything else can lose acknowledged events if workers stay
+    /// down longer than this.
+    #[arg(long, env = "AUDITTRAIL_NATS_MAX_AGE_SECS", default_value_t = 0)]
+    pub nats_max_age_secs: u64,
+
+    /// Seconds within which a re-sent batch (same project and event ids) is stored once by the
+    /// stream itself; later repeats are still dropped by the worker's duplicate check.
+    #[arg(long, env = "AUDITTRAIL_NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    pub nats_duplicate_window_secs: u64,
+
+    /// `audittrail worker` only: where its health and metrics listen (`/api/v1/health`,
+    /// `/metrics`). Unset: no listener. The worker ignores `AUDITTRAIL_BIND`.
+    #[arg(long, env = "AUDITTRAIL_WORKER_BIND")]
+    pub worker_bind: Option<SocketAddr>,
 }
 
 /// Where the event log lives, resolved from `DATABASE_URL`.
@@ -283,6 +324,32 @@ impl Config {
         {
             problems
                 .push("AUDITTRAIL_ALERT_WEBHOOK_URLS: every entry must be an http(s) URL".into());
+        }
+        if let (Some(_), Some(DatabaseTarget::Sqlite(_))) = (&self.nats_url, &database) {
+            problems.push("AUDITTRAIL_NATS_URL: cluster mode stores in Postgres; set DATABASE_URL to a postgres:// URL (embedded SQLite is one machine only)".into());
+        }
+        if self.nats_url.is_some() {
+            let token = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            };
+            if !token(&self.nats_stream) {
+                problems.push("AUDITTRAIL_NATS_STREAM: letters, digits, `_` and `-` only".into());
+            }
+            if !self
+                .nats_subject_prefix
+                .split('.')
+                .all(token)
+            {
+                problems.push("AUDITTRAIL_NATS_SUBJECT_PREFIX: dot-separated tokens of letters, digits, `_` and `-` (no wildcards)".into());
+            }
+            if self.nats_replicas == 0 || self.nats_replicas > 5 {
+                problems.push("AUDITTRAIL_NATS_REPLICAS: 1 to 5".into());
+            }
+            if self.nats_max_bytes < 1 << 20 {
+                problems.push("AUDITTRAIL_NATS_MAX_BYTES: at least 1048576 (1 MiB)".into());
+            }
         }
         if self.max_batch_events == 0 || self.writer_queue == 0 || self.writer_batch_events == 0 {
             problems.push("AUDITTRAIL_MAX_BATCH_EVENTS, AUDITTRAIL_WRITER_QUEUE and AUDITTRAIL_WRITER_BATCH_EVENTS must be positive".into());

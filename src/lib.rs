@@ -25,6 +25,7 @@ pub mod ablation;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod event;

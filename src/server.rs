@@ -19,7 +19,9 @@ use crate::event::Limits;
 use crate::feed::alerts::AlertSink;
 use crate::http::{self, AppState};
 use crate::ingest::pricing::PriceTable;
-use crate::pipeline::Pipeline;
+use crate::cluster::publish::Publisher;
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::pipeline::{Pipeline, Sink, StreamSink};
 use crate::pipeline::evaluate::{self, EvaluateConfig};
 use crate::rules::{self, live::LiveRules};
 use crate::store::chain::ChainKey;
@@ -35,6 +37,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A built service, not yet serving.
@@ -42,6 +46,8 @@ pub struct Service {
     pub state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
     checkpointer: Option<tokio::task::JoinHandle<()>>,
+    /// Cluster mode: the task forwarding audit entries to the stream (ends with the sinks).
+    forward_audit: Option<tokio::task::JoinHandle<()>>,
     /// Keeps the rules directory watched while the service runs.
     _rules_watcher: Option<notify::RecommendedWatcher>,
     /// SQLite: held while serving, so a second server (or a restore) cannot use the file.
@@ -108,33 +114,54 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
     let rules_watcher = rules::live::watch(rules.clone());
     let checkpointer = store.spawn_checkpointer();
     let (audit_sink, audit_rx) = AuditSink::channel(4096);
+    let cluster = match ClusterConfig::from_config(&config) {
+        Some(cfg) => Some(Cluster::connect(cfg, "audittrail-ingest").await?),
+        None => None,
+    };
+    // An ingest node's audit entries travel to the worker through the stream; its writer is
+    // a permanent standby that only relays the worker's committed groups.
+    let (writer_audit_rx, forward_audit) = match &cluster {
+        Some(cluster) => (
+            AuditSink::channel(1).1,
+            Some(Publisher::new(cluster.clone()).forward_audit(audit_rx)),
+        ),
+        None => (audit_rx, None),
+    };
     let (writer, writer_task) = writer::spawn(
         &store,
         WriterConfig {
             key: chain_key(&resolved),
             checkpoint: store.sqlite_path().map(CheckpointFile::beside),
             wal_path: store.wal_path(),
+            stream: None,
+            passive: cluster.is_some(),
         },
-        audit_rx,
+        writer_audit_rx,
     )
     .await?;
-    AlertSink::start(
-        config.alert_webhook_urls.clone(),
-        crate::rules::Severity::parse(&config.alert_min_severity)
-            .unwrap_or(crate::rules::Severity::High),
-    )
-    .subscribe(&writer);
-    let appender = evaluate::spawn(
-        &store,
-        writer.clone(),
-        rules.clone(),
-        EvaluateConfig {
-            queue_capacity: config.writer_queue,
-            // At least one whole request: the stage sizes its running-totals cache from this.
-            max_batch_events: config.writer_batch_events.max(config.max_batch_events),
-        },
-    )
-    .await?;
+    let appender = match &cluster {
+        None => {
+            start_alerts(&config, &writer);
+            Sink::Local(
+                evaluate::spawn(
+                    &store,
+                    writer.clone(),
+                    rules.clone(),
+                    evaluate_config(&config),
+                )
+                .await?,
+            )
+        }
+        Some(cluster) => {
+            crate::cluster::live::relay(cluster, writer.clone()).await?;
+            tracing::info!(nats = %cluster.cfg.describe(), stream = %cluster.cfg.stream, "cluster mode: ingest node (batches go to the stream; `audittrail worker` stores them)");
+            Sink::Stream(Arc::new(StreamSink {
+                publisher: Publisher::new(cluster.clone()),
+                store: store.clone(),
+                rules: rules.clone(),
+            }))
+        }
+    };
     let pipeline = Pipeline {
         limits: Limits::default(),
         max_batch_events: config.max_batch_events,
@@ -181,6 +208,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
     activity.subscribe(&writer);
     let resolved_secret = resolved.secret_key.expose().to_owned();
     let state = AppState {
+        cluster,
         config: Arc::new(config),
         resolved: Arc::new(resolved),
         store,
@@ -201,9 +229,28 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         state,
         writer_task,
         checkpointer,
+        forward_audit,
         _rules_watcher: rules_watcher,
         _lock: lock,
     })
+}
+
+/// Webhook alerts on the violations `writer` commits (one node, or the cluster's worker).
+pub fn start_alerts(config: &Config, writer: &writer::WriterHandle) {
+    AlertSink::start(
+        config.alert_webhook_urls.clone(),
+        crate::rules::Severity::parse(&config.alert_min_severity)
+            .unwrap_or(crate::rules::Severity::High),
+    )
+    .subscribe(writer);
+}
+
+pub fn evaluate_config(config: &Config) -> EvaluateConfig {
+    EvaluateConfig {
+        queue_capacity: config.writer_queue,
+        // At least one whole request: the stage sizes its running-totals cache from this.
+        max_batch_events: config.writer_batch_events.max(config.max_batch_events),
+    }
 }
 
 impl Service {
@@ -217,12 +264,14 @@ impl Service {
             state,
             writer_task,
             checkpointer,
+            forward_audit,
             _rules_watcher,
             _lock,
         } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let store = state.store.clone();
         let (sweep_stop, mut sweep_stopped) = watch::channel(false);
+        // A standby (an ingest node's writer is one) skips: the writer's server sweeps.
         let sweeper = tokio::spawn(crate::retention::run_scheduled(
             store.clone(),
             state.writer.clone(),
@@ -271,6 +320,10 @@ impl Service {
             tracing::error!(
                 "the writer did not stop within 30 s; unacknowledged requests may be lost"
             );
+        }
+        if let Some(forward) = forward_audit {
+            // Its sender lived in the router's state: it ends once the queued entries are sent.
+            let _ = tokio::time::timeout(Duration::from_secs(5), forward).await;
         }
         if let Some(checkpointer) = checkpointer {
             checkpointer.abort();
@@ -345,6 +398,8 @@ pub async fn offline_writer(
             key: chain_key(resolved),
             checkpoint: store.sqlite_path().map(CheckpointFile::beside),
             wal_path: store.wal_path(),
+            stream: None,
+            passive: false,
         },
         audit_rx,
     )

@@ -36,13 +36,15 @@ use error::{ApiError, InternalCause};
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// Cluster mode (an ingest node): the NATS connection.
+    pub cluster: Option<crate::cluster::Cluster>,
     pub config: Arc<Config>,
     pub resolved: Arc<Resolved>,
     pub store: Store,
     /// The store's writer (erasure, probes, the committed stream).
     pub writer: WriterHandle,
     /// The append path's door (the evaluation stage in front of the writer).
-    pub appender: crate::pipeline::Appender,
+    pub appender: crate::pipeline::Sink,
     pub pipeline: Arc<Pipeline>,
     pub rules: Arc<LiveRules>,
     pub auth: Arc<Authenticator>,

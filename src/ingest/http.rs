@@ -12,6 +12,7 @@ use crate::auth::permission::Permission;
 use crate::http::AppState;
 use crate::http::body::{parse_json, read_limited};
 use crate::http::error::ApiError;
+use crate::cluster::publish::PublishFailure;
 use crate::pipeline::{IngestError, Ingested};
 use crate::store::AppendError;
 
@@ -42,12 +43,25 @@ pub fn ingest_reply(ingested: Ingested) -> Value {
     let Ingested {
         outcome,
         pseudonymized,
+        pending,
     } = ingested;
+    if pending {
+        // Cluster mode: durable in the stream; the worker evaluates the rules later.
+        return json!({
+            "accepted": outcome.event_ids.len(),
+            "duplicates": outcome.duplicates,
+            "event_ids": outcome.event_ids,
+            "violations": null,
+            "evaluation": "pending",
+            "pseudonymized_ids": pseudonymized,
+        });
+    }
     json!({
         "accepted": outcome.event_ids.len(),
         "duplicates": outcome.duplicates,
         "event_ids": outcome.event_ids,
         "violations": outcome.violations,
+        "evaluation": "done",
         "pseudonymized_ids": pseudonymized,
     })
 }
@@ -83,5 +97,26 @@ pub fn ingest_error(e: IngestError) -> ApiError {
             "this server is a standby (another one writes the log); retry, or send to the writer",
             2,
         ),
+        IngestError::Stream(PublishFailure::Full) => ApiError::unavailable(
+            "stream_full",
+            "the stream holds as much as it may while workers catch up; nothing of this request was stored, send it again later",
+            5,
+        ),
+        IngestError::Stream(PublishFailure::Unavailable(cause)) => ApiError {
+            internal: Some(cause),
+            ..ApiError::unavailable(
+                "stream_unavailable",
+                "NATS did not acknowledge this batch; nothing of it is known to be stored, send it again",
+                2,
+            )
+        },
+        IngestError::Read(cause) => ApiError {
+            internal: Some(cause),
+            ..ApiError::unavailable(
+                "store_unavailable",
+                "the store could not be read to evaluate this request; send it again",
+                2,
+            )
+        },
     }
 }

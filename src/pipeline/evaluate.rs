@@ -27,7 +27,8 @@ use crate::rules::{RuleOutcome, RunningTotals, SessionTotals, TraceTotals, Trace
 use crate::store::db::Conn;
 use crate::store::schema::Events;
 use crate::store::writer::{
-    Accepted, AppendError, AppendOutcome, AppendRequest, EvaluatedBatch, InFlight, WriterHandle,
+    Accepted, AppendError, AppendOutcome, AppendRequest, EvaluatedBatch, InFlight, Position,
+    WriterHandle,
 };
 use crate::store::{PreparedEvent, Store, StoreError, history};
 
@@ -50,7 +51,11 @@ impl Appender {
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<AppendOutcome, AppendError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .try_send(AppendRequest { events, reply })
+            .try_send(AppendRequest {
+                events,
+                position: None,
+                reply,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     metrics::counter!("audittrail_writer_rejected_total").increment(1);
@@ -61,6 +66,26 @@ impl Appender {
         metrics::gauge!("audittrail_writer_queue_depth")
             .set((self.tx.max_capacity() - self.tx.capacity()) as f64);
         rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Worker (cluster mode): queues the events of the stream message at `position`, waiting
+    /// for room rather than refusing, so requests reach the log in the order they are sent.
+    /// The receiver answers once they are durable (or why not).
+    pub async fn append_at(
+        &self,
+        events: Vec<PreparedEvent>,
+        position: Position,
+    ) -> Result<oneshot::Receiver<Result<AppendOutcome, AppendError>>, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(AppendRequest {
+                events,
+                position: Some(position),
+                reply,
+            })
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        Ok(rx)
     }
 
     /// Free places in the queue (for health reporting).
@@ -374,6 +399,25 @@ impl Evaluator {
         }
         Ok(prepared)
     }
+}
+
+/// Cluster mode, guard on an ingest node: evaluates `event` against its trace's and session's
+/// totals as the log holds them now (no running cache on a node; the worker, which stores
+/// the request later, evaluates it again in stream order).
+pub async fn evaluate_from_log(
+    store: &Store,
+    rules: &LiveRules,
+    event: &PreparedEvent,
+) -> Result<Vec<RuleOutcome>, StoreError> {
+    let rules = rules.current();
+    if rules.rules().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.reader().await?;
+    let mut totals = RunningTotals::new(4, 4);
+    load_totals(&mut conn.exec(), &mut totals, std::iter::once(event)).await?;
+    let view = totals.peek(event.body());
+    Ok(rules.evaluate(event.body(), &view))
 }
 
 /// Events of the batch whose ids their clients chose.

@@ -19,6 +19,50 @@ pub mod evaluate;
 
 pub use evaluate::Appender;
 
+use std::sync::Arc;
+
+use crate::cluster::publish::{PublishFailure, Publisher};
+use crate::rules::RuleOutcome;
+use crate::rules::live::LiveRules;
+use crate::store::Store;
+use crate::store::violations::ViolationRow;
+
+/// Where the append step sends prepared events.
+#[derive(Clone)]
+pub enum Sink {
+    /// One node: the evaluation stage in front of the store's writer; answers with the
+    /// violations found once the events are durable.
+    Local(Appender),
+    /// Cluster mode, an ingest node: the JetStream stream; durable at the stream's ack, and
+    /// evaluated later by the worker (in stream order).
+    Stream(Arc<StreamSink>),
+}
+
+/// An ingest node's stream, with what guard mode needs to evaluate on the node.
+pub struct StreamSink {
+    pub publisher: Publisher,
+    pub store: Store,
+    pub rules: Arc<LiveRules>,
+}
+
+impl Sink {
+    /// Free places in the append queue (for health reporting); a stream has no local queue.
+    pub fn queue_free(&self) -> usize {
+        match self {
+            Sink::Local(a) => a.queue_free(),
+            Sink::Stream(_) => usize::MAX,
+        }
+    }
+
+    /// The append queue's size (0 on an ingest node: the stream is the queue).
+    pub fn queue_capacity(&self) -> usize {
+        match self {
+            Sink::Local(a) => a.queue_capacity(),
+            Sink::Stream(_) => 0,
+        }
+    }
+}
+
 /// At most this many field errors are reported for one batch.
 const MAX_REPORTED_ERRORS: usize = 50;
 
@@ -28,6 +72,12 @@ pub enum IngestError {
     Invalid(Vec<FieldError>),
     #[error(transparent)]
     Append(#[from] AppendError),
+    /// Cluster mode: the stream did not take the batch (nothing of it is stored).
+    #[error(transparent)]
+    Stream(#[from] PublishFailure),
+    /// Cluster mode, guard: the stored totals could not be read.
+    #[error("the store could not be read: {0}")]
+    Read(String),
 }
 
 /// An identifier the redactor replaced by its keyed pseudonym because it held personal data.
@@ -48,6 +98,8 @@ pub struct PseudonymizedId {
 pub struct Ingested {
     pub outcome: AppendOutcome,
     pub pseudonymized: Vec<PseudonymizedId>,
+    /// Cluster mode: durable in the stream, rules not evaluated yet (violations unknown).
+    pub pending: bool,
 }
 
 pub struct Pipeline {
@@ -131,7 +183,7 @@ impl Pipeline {
     /// The whole path for one native batch; resolves once the events are durable.
     pub async fn ingest(
         &self,
-        writer: &Appender,
+        writer: &Sink,
         project: &str,
         body: Value,
         door: &'static str,
@@ -143,7 +195,7 @@ impl Pipeline {
     /// Redacts, prepares and appends already-validated events (doors with their own decoding).
     pub async fn ingest_events(
         &self,
-        writer: &Appender,
+        writer: &Sink,
         project: &str,
         events: Vec<TraceEvent>,
         door: &'static str,
@@ -156,11 +208,27 @@ impl Pipeline {
             .map(|e| PreparedEvent::span(project, e, &recorded_at, &self.record_key))
             .collect();
         let n = prepared.len();
-        let outcome = writer.append(prepared).await?;
+        let (outcome, pending) = match writer {
+            Sink::Local(appender) => (appender.append(prepared).await?, false),
+            Sink::Stream(stream) => {
+                let published = stream
+                    .publisher
+                    .publish_batch(project, &recorded_at, door, &prepared)
+                    .await?;
+                let outcome = AppendOutcome {
+                    event_ids: prepared.iter().map(|e| e.event_id().to_owned()).collect(),
+                    // The stream recognised a re-sent batch; other repeats the worker drops.
+                    duplicates: if published.duplicate { n } else { 0 },
+                    violations: Vec::new(),
+                };
+                (outcome, true)
+            }
+        };
         metrics::counter!("audittrail_events_accepted_total", "door" => door).increment(n as u64);
         Ok(Ingested {
             outcome,
             pseudonymized,
+            pending,
         })
     }
 }
@@ -196,7 +264,7 @@ impl Pipeline {
     /// toward trace totals). Ids and times the agent left out are filled in.
     pub async fn guard(
         &self,
-        writer: &Appender,
+        writer: &Sink,
         project: &str,
         body: Value,
     ) -> Result<AppendOutcome, IngestError> {
@@ -238,9 +306,68 @@ impl Pipeline {
             &format_time(&chrono::Utc::now()),
             &self.record_key,
         );
-        let outcome = writer.append(vec![prepared]).await?;
+        let outcome = match writer {
+            Sink::Local(appender) => appender.append(vec![prepared]).await?,
+            Sink::Stream(stream) => {
+                // The decision is the node's, from the stored totals; the worker stores the
+                // request (and evaluates it again, in stream order, for the log).
+                let results = evaluate::evaluate_from_log(&stream.store, &stream.rules, &prepared)
+                    .await
+                    .map_err(|e| IngestError::Read(e.to_string()))?;
+                stream
+                    .publisher
+                    .publish_batch(
+                        project,
+                        prepared.recorded_at(),
+                        "guard",
+                        std::slice::from_ref(&prepared),
+                    )
+                    .await?;
+                AppendOutcome {
+                    event_ids: vec![prepared.event_id().to_owned()],
+                    duplicates: 0,
+                    violations: results.iter().map(|r| unstored_row(&prepared, r)).collect(),
+                }
+            }
+        };
         metrics::counter!("audittrail_guard_requests_total").increment(1);
         Ok(outcome)
+    }
+}
+
+/// A rule outcome the node found but the log does not hold yet (cluster-mode guard): no
+/// position and no id until the worker stores it.
+fn unstored_row(event: &PreparedEvent, outcome: &RuleOutcome) -> ViolationRow {
+    let body = event.body();
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (outcome, rule_id, severity, message) = match outcome {
+        RuleOutcome::Violation {
+            rule_id,
+            severity,
+            message,
+        } => (
+            "violation",
+            rule_id,
+            Some(severity.as_str().to_owned()),
+            message,
+        ),
+        RuleOutcome::RuleError { rule_id, message } => ("rule_error", rule_id, None, message),
+    };
+    ViolationRow {
+        seq: 0,
+        violation_id: String::new(),
+        outcome: outcome.into(),
+        rule_id: rule_id.clone(),
+        severity,
+        message: message.clone(),
+        event_id: event.event_id().to_owned(),
+        event_seq: 0,
+        event_kind: text("kind"),
+        trace_id: text("trace_id"),
+        span_id: text("span_id"),
+        agent: text("agent"),
+        session_id: text("session_id"),
+        at: event.recorded_at().to_owned(),
     }
 }
 

@@ -40,6 +40,7 @@ pub mod replay;
 pub mod report;
 pub mod schema;
 pub mod sessions;
+pub mod stream_progress;
 pub mod sweep;
 pub mod verify;
 pub mod violations;
@@ -55,7 +56,7 @@ use sqlx::{ConnectOptions, Connection};
 
 pub use db::Backend;
 use db::{Conn, Pool, Raw};
-pub use record::PreparedEvent;
+pub use record::{PreparedEvent, WireEvent};
 pub use writer::{AppendError, AppendOutcome, Committed, CommittedRecord, WriterHandle};
 
 /// Errors of the store. Messages are for operators (logs); the API maps them to opaque 5xx.
@@ -76,6 +77,10 @@ pub enum StoreError {
     Corrupt { seq: i64, reason: String },
     #[error("checkpoint file {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
+    /// Cluster mode: a batch does not continue the stream position the log holds (an earlier
+    /// message failed, or another worker wrote meanwhile); nothing of it was stored.
+    #[error("stream position: expected to continue from {stored}, the batch continues from {after}")]
+    OutOfOrder { stored: u64, after: u64 },
 }
 
 /// Where the log lives, resolved from `DATABASE_URL`.

@@ -10,8 +10,19 @@ use super::chain::{self, Hash, PersonalKey, RecordContent};
 use super::personal::{self, Header};
 use super::projection::{self, TraceSummaryRow};
 use super::schema::RecordType;
-use crate::event::format_time;
 use crate::redact::event::RedactedEvent;
+
+/// A span or guard record in transit between cluster nodes ([`PreparedEvent::to_wire`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WireEvent {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guard: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub id_from_client: bool,
+    pub body: Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
@@ -60,20 +71,48 @@ impl PreparedEvent {
         key: &PersonalKey,
     ) -> Self {
         let mut event = event;
-        let mut value_index: Vec<String> = event
+        let values: Vec<String> = event
             .take_removed()
             .iter()
             .map(|v| key.value_pseudonym(v))
             .collect();
+        let id_from_client = event.event().id_from_client;
+        let body = event.into_body(project);
+        Self::assemble(
+            project,
+            body,
+            id_from_client,
+            recorded_at,
+            record_type,
+            values,
+            key,
+        )
+        .expect("a redacted event's body has its ids and start time")
+    }
+
+    /// Builds the record from its stored body (the fields the writer indexes are read back
+    /// from it) and seals it.
+    fn assemble(
+        project: &str,
+        body: Value,
+        id_from_client: bool,
+        recorded_at: &str,
+        record_type: RecordType,
+        mut value_index: Vec<String>,
+        key: &PersonalKey,
+    ) -> Result<Self, String> {
         value_index.sort_unstable();
         value_index.dedup();
-        let e = event.event();
-        let (event_id, id_from_client, trace_id) =
-            (e.event_id.clone(), e.id_from_client, e.trace_id.clone());
-        let session_id = e.session_id.clone();
-        let agent = e.agent.clone();
-        let event_time = format_time(&e.start_time);
-        let body = event.into_body(project);
+        let text = |k: &str| -> Result<String, String> {
+            body.get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("the record body has no `{k}`"))
+        };
+        let opt = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (event_id, trace_id, event_time) =
+            (text("event_id")?, text("trace_id")?, text("start_time")?);
+        let (session_id, agent) = (opt("session_id"), opt("agent"));
         let (digest, body_text) = personal::seal(
             &Header {
                 project,
@@ -89,7 +128,7 @@ impl PreparedEvent {
         } else {
             None
         };
-        PreparedEvent {
+        Ok(PreparedEvent {
             project: project.to_owned(),
             event_id,
             id_from_client,
@@ -104,7 +143,49 @@ impl PreparedEvent {
             digest,
             facts,
             value_index,
+        })
+    }
+
+    /// The record as it travels between an ingest node and a worker (cluster mode): the
+    /// redacted body and the keyed pseudonyms of removed values — never a raw personal value.
+    pub fn to_wire(&self) -> WireEvent {
+        WireEvent {
+            guard: self.record_type == RecordType::Guard,
+            id_from_client: self.id_from_client,
+            body: self.body.clone(),
+            values: self.value_index.clone(),
         }
+    }
+
+    /// Rebuilds a record a worker received (see [`Self::to_wire`]); sealed again with the
+    /// installation's key, so a body altered in transit cannot carry a forged digest.
+    pub fn from_wire(
+        project: &str,
+        recorded_at: &str,
+        wire: WireEvent,
+        key: &PersonalKey,
+    ) -> Result<Self, String> {
+        let record_type = if wire.guard {
+            RecordType::Guard
+        } else {
+            RecordType::Span
+        };
+        if wire.body.get("project").and_then(Value::as_str) != Some(project) {
+            return Err("the record body belongs to another project".into());
+        }
+        Self::assemble(
+            project,
+            wire.body,
+            wire.id_from_client,
+            recorded_at,
+            record_type,
+            wire.values,
+            key,
+        )
+    }
+
+    pub fn recorded_at(&self) -> &str {
+        &self.recorded_at
     }
 
     /// A record the writer makes itself (an erasure receipt, an audit checkpoint): no trace,

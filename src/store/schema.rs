@@ -168,6 +168,21 @@ pub enum RecordType {
 }
 
 impl RecordType {
+    pub const ALL: [RecordType; 7] = [
+        RecordType::Span,
+        RecordType::Guard,
+        RecordType::Violation,
+        RecordType::RuleError,
+        RecordType::Erasure,
+        RecordType::AuditCheckpoint,
+        RecordType::Retention,
+    ];
+
+    /// The type with this stored name.
+    pub fn from_name(name: &str) -> Option<RecordType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordType::Span => "span",

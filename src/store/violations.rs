@@ -34,7 +34,7 @@ const COLUMNS: [Violations; 16] = [
 ];
 
 /// One rule outcome as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ViolationRow {
     pub seq: i64,
     pub violation_id: String,

@@ -51,6 +51,12 @@ pub struct WriterConfig {
     pub checkpoint: Option<CheckpointFile>,
     /// The SQLite `-wal` file, watched to keep it bounded.
     pub wal_path: Option<PathBuf>,
+    /// Cluster mode, on a worker: the JetStream stream whose position ([`AppendRequest::position`])
+    /// each commit records in its transaction.
+    pub stream: Option<String>,
+    /// Cluster mode, on an ingest node: never take the writer lock (a permanent standby whose
+    /// committed-group channel the live feed from NATS fills).
+    pub passive: bool,
 }
 
 /// WAL size past which the writer restarts the log.
@@ -95,7 +101,20 @@ pub enum AppendError {
 /// Events to append, and where to answer.
 pub struct AppendRequest {
     pub events: Vec<PreparedEvent>,
+    /// Cluster mode: the stream message these events came in (recorded with them, see
+    /// [`super::stream_progress`]).
+    pub position: Option<Position>,
     pub reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+}
+
+/// Where a worker's request sits in the stream: its message's sequence, and the sequence of
+/// the message before it that the worker sent (or the stored position it started from). A
+/// commit whose first request does not continue the stored position is refused, so a message
+/// after a failed one can never be committed (and acknowledged) ahead of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub after: u64,
+    pub seq: u64,
 }
 
 /// One event of a batch that is to be stored, with its rule outcomes.
@@ -307,6 +326,15 @@ impl WriterHandle {
         self.published.subscribe()
     }
 
+    /// Cluster mode, on an ingest node: hands on a group the worker committed, to this node's
+    /// subscribers (the live feed, the overview counters), as if committed here.
+    pub fn relay(&self, group: Committed) {
+        if let Some(last) = group.records.iter().map(|r| r.seq).max() {
+            self.status.head_seq.fetch_max(last, Ordering::Relaxed);
+        }
+        let _ = self.published.send(Arc::new(group));
+    }
+
     /// A real write and read-back through the writer (deep health check).
     pub async fn probe(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
@@ -426,6 +454,10 @@ impl Committer {
     /// Opens the write connection, takes the writer lock (Postgres) and loads the head.
     /// Stays a standby, without error, when another server holds the lock.
     async fn try_become_writer(&mut self) -> Result<(), StoreError> {
+        if self.cfg.passive {
+            self.status.standby.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut conn = self.store.write_connection().await?;
         if self.store.backend() == Backend::Postgres {
             let row = conn
@@ -1040,6 +1072,29 @@ impl Committer {
             audit_log::append(&mut db, &key, &pending_audit).await?;
         }
         chain_state::write_head(&mut db, &key, &head).await?;
+        if let Some(stream) = &self.cfg.stream {
+            let mut positions = batch.requests.iter().filter_map(|r| r.position);
+            if let Some(first) = positions.next() {
+                let stored = super::stream_progress::load(&mut db, stream).await?;
+                let mut last = first;
+                if stored != first.after {
+                    return Err(StoreError::OutOfOrder {
+                        stored,
+                        after: first.after,
+                    });
+                }
+                for p in positions {
+                    if p.after != last.seq {
+                        return Err(StoreError::OutOfOrder {
+                            stored: last.seq,
+                            after: p.after,
+                        });
+                    }
+                    last = p;
+                }
+                super::stream_progress::record(&mut db, stream, last.seq).await?;
+            }
+        }
         tx.commit().await?;
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
