@@ -27,6 +27,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (HTTP API) on AUDITTRAIL_BIND.
     Serve,
+    /// Cluster mode: store what the ingest nodes publish to NATS JetStream (needs
+    /// AUDITTRAIL_NATS_URL and a Postgres DATABASE_URL). One worker writes, others wait as
+    /// standbys; health and metrics on AUDITTRAIL_WORKER_BIND.
+    Worker,
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Walk the event log's hash chain; exits non-zero naming the first bad record.
@@ -230,6 +234,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service.serve(listener, server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker => {
+            crate::worker::run(cli.config, server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let resolved = cli.config.resolve().map_err(server::ServeError::Config)?;
             let store = server::open_store(&cli.config, &resolved).await?;
@@ -418,7 +426,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Healthcheck => Ok(healthcheck(cli.config.bind.port()).await),
+        Command::Healthcheck => Ok(healthcheck(
+            cli.config
+                .worker_bind
+                .map_or(cli.config.bind.port(), |b| b.port()),
+        )
+        .await),
         Command::Erase(args) => erase(&cli.config, args).await,
         Command::Retention(RetentionCommand::Apply { dry_run, now }) => {
             retention_apply(&cli.config, dry_run, now).await

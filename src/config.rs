@@ -261,6 +261,14 @@ pub struct Resolved {
 }
 
 impl Config {
+    /// Whether `AUDITTRAIL_NATS_URL` is set (an empty value, as compose files pass through,
+    /// is unset).
+    pub fn cluster_mode(&self) -> bool {
+        self.nats_url
+            .as_ref()
+            .is_some_and(|u| !u.expose().trim().is_empty())
+    }
+
     /// Checks everything and reports every problem at once.
     pub fn resolve(&self) -> Result<Resolved, Vec<String>> {
         let mut problems = Vec::new();
@@ -325,10 +333,10 @@ impl Config {
             problems
                 .push("AUDITTRAIL_ALERT_WEBHOOK_URLS: every entry must be an http(s) URL".into());
         }
-        if let (Some(_), Some(DatabaseTarget::Sqlite(_))) = (&self.nats_url, &database) {
+        if let (true, Some(DatabaseTarget::Sqlite(_))) = (self.cluster_mode(), &database) {
             problems.push("AUDITTRAIL_NATS_URL: cluster mode stores in Postgres; set DATABASE_URL to a postgres:// URL (embedded SQLite is one machine only)".into());
         }
-        if self.nats_url.is_some() {
+        if self.cluster_mode() {
             let token = |s: &str| {
                 !s.is_empty()
                     && s.bytes()

@@ -43,6 +43,7 @@ pub mod retention;
 pub mod rules;
 pub mod server;
 pub mod store;
+pub mod worker;
 
 /// The release, as `/api/v1/health` and the logs report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -68,6 +68,8 @@ pub struct HealthFacts {
     pub rule_errors: usize,
     pub queue_nearly_full: bool,
     pub redaction_enabled: bool,
+    /// Cluster mode (an ingest node): NATS and the stream's lag.
+    pub cluster: Option<crate::cluster::ClusterFacts>,
 }
 
 impl HealthFacts {
@@ -78,12 +80,31 @@ impl HealthFacts {
             writer_healthy: state.writer.status.healthy(),
             rules_loaded: state.rules.current().rules().len(),
             rule_errors: state.rules.problems().len(),
-            queue_nearly_full: state.appender.queue_free() * 10 < state.config.writer_queue,
+            queue_nearly_full: state.appender.queue_nearly_full(),
             redaction_enabled: state.pipeline.redaction.enabled(),
+            cluster: match &state.cluster {
+                Some(c) => Some(crate::cluster::ClusterFacts::gather(c).await),
+                None => None,
+            },
         }
     }
 
     pub fn status(&self) -> &'static str {
+        if let Some(c) = &self.cluster {
+            // An ingest node writes to NATS, not to the database (its writer is a standby by
+            // design); without NATS it cannot acknowledge anything.
+            return if !(self.db_readable && c.nats_connected) {
+                "error"
+            } else if c.nearly_full()
+                || self.rules_loaded == 0
+                || self.rule_errors > 0
+                || !self.redaction_enabled
+            {
+                "degraded"
+            } else {
+                "ok"
+            };
+        }
         if !(self.db_readable && self.writer_healthy) {
             "error"
         } else if self.standby
@@ -109,12 +130,22 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         code,
-        Json(json!({
-            "status": status,
-            "db_connected": facts.db_readable && facts.writer_healthy,
-            "rules_loaded": facts.rules_loaded,
-            "version": VERSION,
-        })),
+        Json(match &facts.cluster {
+            None => json!({
+                "status": status,
+                "db_connected": facts.db_readable && facts.writer_healthy,
+                "rules_loaded": facts.rules_loaded,
+                "version": VERSION,
+            }),
+            Some(cluster) => json!({
+                "status": status,
+                "role": "ingest",
+                "db_connected": facts.db_readable,
+                "rules_loaded": facts.rules_loaded,
+                "version": VERSION,
+                "cluster": cluster,
+            }),
+        }),
     )
 }
 

@@ -81,4 +81,12 @@ impl AuditSink {
             metrics::counter!("audittrail_audit_dropped_total").increment(1);
         }
     }
+
+    /// Stores an entry another process already logged and counted (cluster mode: an ingest
+    /// node's entry, arriving at the worker through the stream). Waits for room.
+    pub async fn store_forwarded(&self, e: AuditEntry) {
+        if self.tx.send(e).await.is_err() {
+            metrics::counter!("audittrail_audit_dropped_total").increment(1);
+        }
+    }
 }

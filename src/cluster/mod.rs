@@ -52,7 +52,10 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// `None` unless `AUDITTRAIL_NATS_URL` is set.
     pub fn from_config(config: &Config) -> Option<Self> {
-        let url = config.nats_url.as_ref()?.expose().to_owned();
+        if !config.cluster_mode() {
+            return None;
+        }
+        let url = config.nats_url.as_ref()?.expose().trim().to_owned();
         Some(ClusterConfig {
             url,
             stream: config.nats_stream.clone(),
@@ -220,6 +223,68 @@ impl Cluster {
             stream.get_consumer(&self.cfg.consumer_name()).await.ok()?;
         let info = consumer.info().await.ok()?;
         Some((info.num_redelivered, info.num_ack_pending))
+    }
+}
+
+/// What health and metrics show of the cluster (each read bounded to two seconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterFacts {
+    pub nats_connected: bool,
+    /// Batches (and audit entries) in the stream that no worker has stored yet.
+    pub lag_messages: Option<u64>,
+    pub lag_bytes: Option<u64>,
+    /// The stream's limit (`AUDITTRAIL_NATS_MAX_BYTES`): ingest answers 503 past it.
+    pub max_bytes: i64,
+    /// Messages NATS delivered more than once to the worker consumer.
+    pub redelivered: Option<usize>,
+    /// Messages the active worker fetched and has not acknowledged yet.
+    pub ack_pending: Option<usize>,
+}
+
+impl ClusterFacts {
+    pub async fn gather(cluster: &Cluster) -> Self {
+        let limit = Duration::from_secs(2);
+        let backlog = tokio::time::timeout(limit, cluster.backlog())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let consumer = tokio::time::timeout(limit, cluster.consumer_state())
+            .await
+            .ok()
+            .flatten();
+        let facts = ClusterFacts {
+            nats_connected: cluster.connected(),
+            lag_messages: backlog.map(|b| b.0),
+            lag_bytes: backlog.map(|b| b.1),
+            max_bytes: cluster.cfg.max_bytes,
+            redelivered: consumer.map(|c| c.0),
+            ack_pending: consumer.map(|c| c.1),
+        };
+        facts.export();
+        facts
+    }
+
+    /// The stream is more than 80% full: ingest will soon answer 503.
+    pub fn nearly_full(&self) -> bool {
+        self.lag_bytes
+            .is_some_and(|b| b as f64 > 0.8 * self.max_bytes as f64)
+    }
+
+    fn export(&self) {
+        metrics::gauge!("audittrail_nats_connected").set(f64::from(u8::from(self.nats_connected)));
+        if let Some(m) = self.lag_messages {
+            metrics::gauge!("audittrail_nats_lag_messages").set(m as f64);
+        }
+        if let Some(b) = self.lag_bytes {
+            metrics::gauge!("audittrail_nats_lag_bytes").set(b as f64);
+        }
+        metrics::gauge!("audittrail_nats_max_bytes").set(self.max_bytes as f64);
+        if let Some(r) = self.redelivered {
+            metrics::gauge!("audittrail_nats_redelivered_messages").set(r as f64);
+        }
+        if let Some(p) = self.ack_pending {
+            metrics::gauge!("audittrail_nats_ack_pending").set(p as f64);
+        }
     }
 }
 

@@ -50,8 +50,14 @@ impl Sink {
     pub fn queue_free(&self) -> usize {
         match self {
             Sink::Local(a) => a.queue_free(),
-            Sink::Stream(_) => usize::MAX,
+            Sink::Stream(_) => 0,
         }
+    }
+
+    /// Fewer than a tenth of the queue's places are free (a stream's fill shows in the
+    /// cluster facts instead).
+    pub fn queue_nearly_full(&self) -> bool {
+        self.queue_capacity() > 0 && self.queue_free() * 10 < self.queue_capacity()
     }
 
     /// The append queue's size (0 on an ingest node: the stream is the queue).
