@@ -37,6 +37,8 @@ need_pkg promtool prometheus
 need_pkg chromium chromium
 need_pkg chromedriver chromium-driver
 need_pkg pdftotext poppler-utils
+# The cluster tests start their own nats-server (JetStream) per test, to kill and restart it.
+need_pkg nats-server nats-server
 
 # A Docker engine and offline base images for the compose test (nothing can be pulled).
 log "docker engine and base images"
@@ -82,8 +84,9 @@ cargo test --locked --no-run --all-targets
 log "tests on SQLite"
 cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
 log "tests on Postgres"
-# The compose stack runs once (its Postgres profile needs a registry image this machine cannot pull).
-AUDITTRAIL_TEST_BACKEND=postgres cargo test --locked --tests -- --test-threads="${TEST_THREADS:-4}" --skip docker_compose_
+# The compose stack runs once (its Postgres profile needs a registry image this machine cannot pull);
+# the cluster tests store in Postgres on both passes, so they run once too.
+AUDITTRAIL_TEST_BACKEND=postgres cargo test --locked --tests -- --test-threads="${TEST_THREADS:-4}" --skip docker_compose_ --skip cluster_
 log "benches (criterion test mode: each benchmark runs once)"
 cargo test --locked --benches
 log "all tests passed in $(( $(date +%s) - started )) s"

@@ -19,6 +19,33 @@ use std::time::{Duration, Instant};
 use common::{TEST_SECRET, binary, client, client_with_key, free_port, rules_dir};
 use serde_json::{Value, json};
 
+/// One scenario at a time: the fault test restarts the machine's Postgres.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Restarts the machine's Postgres (`pg_ctlcluster … restart`, fast mode: connections cut).
+fn restart_postgres() {
+    let clusters = Command::new("pg_lsclusters")
+        .arg("-h")
+        .output()
+        .expect("pg_lsclusters (Debian's postgresql-common)");
+    let text = String::from_utf8_lossy(&clusters.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("5432"))
+        .expect("a Postgres cluster on port 5432");
+    let mut f = line.split_whitespace();
+    let (version, name) = (f.next().expect("version"), f.next().expect("name"));
+    let out = Command::new("pg_ctlcluster")
+        .args([version, name, "restart", "-m", "fast"])
+        .output()
+        .expect("pg_ctlcluster");
+    assert!(
+        out.status.success(),
+        "restarting Postgres: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A nats-server with JetStream that the test owns.
 struct Nats {
     port: u16,
@@ -450,7 +477,8 @@ async fn bootstrap(port: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_nodes_and_two_workers_store_every_acknowledged_event_once_through_faults() {
+async fn cluster_two_nodes_and_two_workers_store_every_acknowledged_event_once_through_faults() {
+    let _serial = SERIAL.lock().await;
     let mut setup = Setup::new(256 << 20);
     let mut nodes = vec![setup.ingest_node(), setup.ingest_node()];
     let mut workers = vec![setup.worker(), setup.worker()];
@@ -488,6 +516,13 @@ async fn two_nodes_and_two_workers_store_every_acknowledged_event_once_through_f
     pause().await;
     pause().await;
 
+    // 4. Postgres restarts (connections cut): workers reconnect, ingest keeps acknowledging.
+    tokio::task::spawn_blocking(restart_postgres)
+        .await
+        .expect("restart");
+    pause().await;
+    pause().await;
+
     stop.store(true, Ordering::Relaxed);
     let seen = load_task.await.expect("load");
     assert!(seen.wrong.is_empty(), "clients saw: {:?}", &seen.wrong[..seen.wrong.len().min(5)]);
@@ -508,7 +543,8 @@ async fn two_nodes_and_two_workers_store_every_acknowledged_event_once_through_f
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_no_worker_ingest_acknowledges_until_the_stream_is_full_then_answers_503() {
+async fn cluster_with_no_worker_ingest_acknowledges_until_the_stream_is_full_then_answers_503() {
+    let _serial = SERIAL.lock().await;
     let setup = Setup::new(1 << 20);
     let node = setup.ingest_node();
     wait_http(node.port).await;
