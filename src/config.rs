@@ -207,7 +207,11 @@ pub struct Config {
 
     /// Prefix of every subject this installation uses (`<prefix>.log.events`,
     /// `<prefix>.log.audit`, `<prefix>.live`), so several installations can share one NATS.
-    #[arg(long, env = "AUDITTRAIL_NATS_SUBJECT_PREFIX", default_value = "audittrail")]
+    #[arg(
+        long,
+        env = "AUDITTRAIL_NATS_SUBJECT_PREFIX",
+        default_value = "audittrail"
+    )]
     pub nats_subject_prefix: String,
 
     /// Stream replicas (1 for a single NATS server; 3 on a NATS cluster).
@@ -227,7 +231,11 @@ pub struct Config {
 
     /// Seconds within which a re-sent batch (same project and event ids) is stored once by the
     /// stream itself; later repeats are still dropped by the worker's duplicate check.
-    #[arg(long, env = "AUDITTRAIL_NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    #[arg(
+        long,
+        env = "AUDITTRAIL_NATS_DUPLICATE_WINDOW_SECS",
+        default_value_t = 120
+    )]
     pub nats_duplicate_window_secs: u64,
 
     /// `audittrail worker` only: where its health and metrics listen (`/api/v1/health`,
@@ -345,11 +353,7 @@ impl Config {
             if !token(&self.nats_stream) {
                 problems.push("AUDITTRAIL_NATS_STREAM: letters, digits, `_` and `-` only".into());
             }
-            if !self
-                .nats_subject_prefix
-                .split('.')
-                .all(token)
-            {
+            if !self.nats_subject_prefix.split('.').all(token) {
                 problems.push("AUDITTRAIL_NATS_SUBJECT_PREFIX: dot-separated tokens of letters, digits, `_` and `-` (no wildcards)".into());
             }
             if self.nats_replicas == 0 || self.nats_replicas > 5 {

@@ -14,15 +14,15 @@ use tokio::sync::watch;
 
 use crate::auth::Authenticator;
 use crate::auth::audit::{AuditEntry, AuditSink};
+use crate::cluster::publish::Publisher;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::{Config, DatabaseTarget, Resolved};
 use crate::event::Limits;
 use crate::feed::alerts::AlertSink;
 use crate::http::{self, AppState};
 use crate::ingest::pricing::PriceTable;
-use crate::cluster::publish::Publisher;
-use crate::cluster::{Cluster, ClusterConfig};
-use crate::pipeline::{Pipeline, Sink, StreamSink};
 use crate::pipeline::evaluate::{self, EvaluateConfig};
+use crate::pipeline::{Pipeline, Sink, StreamSink};
 use crate::rules::{self, live::LiveRules};
 use crate::store::chain::ChainKey;
 use crate::store::checkpoint::CheckpointFile;

@@ -94,7 +94,13 @@ pub async fn run(
     .await?;
     start_alerts(&config, &writer);
     let live = crate::cluster::live::publish_committed(cluster.clone(), &writer);
-    let appender = evaluate::spawn(&store, writer.clone(), rules.clone(), evaluate_config(&config)).await?;
+    let appender = evaluate::spawn(
+        &store,
+        writer.clone(),
+        rules.clone(),
+        evaluate_config(&config),
+    )
+    .await?;
     let reading = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let health = match config.worker_bind {
@@ -161,7 +167,9 @@ impl Worker {
         while !*stop.borrow() {
             if self.writer.status.standby() {
                 if !announced_standby {
-                    tracing::info!("standby: another worker holds the writer lock; waiting to take over");
+                    tracing::info!(
+                        "standby: another worker holds the writer lock; waiting to take over"
+                    );
                     announced_standby = true;
                 }
                 pause(&mut stop, Duration::from_millis(250)).await;
@@ -267,7 +275,9 @@ impl Worker {
                     let _ = msg.ack_with(AckKind::Term).await;
                 }
                 Incoming::Newer(v) => {
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(30)))).await;
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(30))))
+                        .await;
                     break Err(format!(
                         "message {seq} has format version {v}; this worker reads {} (upgrade the workers before the ingest nodes)",
                         crate::cluster::WIRE_VERSION
@@ -278,14 +288,23 @@ impl Worker {
                         .events
                         .into_iter()
                         .map(|w| {
-                            PreparedEvent::from_wire(&batch.project, &batch.recorded_at, w, &self.key)
+                            PreparedEvent::from_wire(
+                                &batch.project,
+                                &batch.recorded_at,
+                                w,
+                                &self.key,
+                            )
                         })
                         .collect();
                     let events = match events {
                         Ok(e) if !e.is_empty() => e,
                         Ok(_) | Err(_) => {
-                            metrics::counter!("audittrail_worker_poison_messages_total").increment(1);
-                            tracing::error!(seq, "a batch whose records cannot be rebuilt; terminated, not stored");
+                            metrics::counter!("audittrail_worker_poison_messages_total")
+                                .increment(1);
+                            tracing::error!(
+                                seq,
+                                "a batch whose records cannot be rebuilt; terminated, not stored"
+                            );
                             let _ = msg.ack_with(AckKind::Term).await;
                             continue;
                         }
@@ -438,7 +457,8 @@ async fn worker_health(State(s): State<HealthState>) -> impl IntoResponse {
 
 async fn worker_metrics(State(s): State<HealthState>) -> impl IntoResponse {
     ClusterFacts::gather(&s.cluster).await;
-    metrics::gauge!("audittrail_writer_standby").set(f64::from(u8::from(s.writer.status.standby())));
+    metrics::gauge!("audittrail_writer_standby")
+        .set(f64::from(u8::from(s.writer.status.standby())));
     let handle = crate::api::ops::metrics_handle();
     handle.run_upkeep();
     (

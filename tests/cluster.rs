@@ -68,7 +68,14 @@ impl Nats {
 
     fn launch(&mut self) {
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.store)
             .args(["-l"])
             .arg(&self.log)
@@ -410,7 +417,11 @@ async fn drained(setup: &Setup, worker_port: u16) {
 /// The three checks: exactly once, chain, violations = replay.
 async fn check_log(setup: &Setup, node_port: u16, key: &str, acked: &[String]) {
     let acked_set: HashSet<&String> = acked.iter().collect();
-    assert_eq!(acked_set.len(), acked.len(), "a batch was acknowledged twice");
+    assert_eq!(
+        acked_set.len(),
+        acked.len(),
+        "a batch was acknowledged twice"
+    );
     let stored = setup.sql("SELECT event_id FROM events WHERE record_type = 'span' ORDER BY seq");
     let stored: Vec<&str> = stored.lines().collect();
     let stored_set: HashSet<&str> = stored.iter().copied().collect();
@@ -461,9 +472,19 @@ async fn check_log(setup: &Setup, node_port: u16, key: &str, acked: &[String]) {
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let v: Value = http.get(&url).send().await.expect("status").json().await.expect("json");
+        let v: Value = http
+            .get(&url)
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
         if v["status"] == "done" || v["status"] == "finished" || v.get("identical").is_some() {
-            assert_eq!(v["identical"], true, "replay differs from the stored violations: {v}");
+            assert_eq!(
+                v["identical"], true,
+                "replay differs from the stored violations: {v}"
+            );
             break;
         }
         assert!(v["status"] != "failed", "ablation failed: {v}");
@@ -525,8 +546,16 @@ async fn cluster_two_nodes_and_two_workers_store_every_acknowledged_event_once_t
 
     stop.store(true, Ordering::Relaxed);
     let seen = load_task.await.expect("load");
-    assert!(seen.wrong.is_empty(), "clients saw: {:?}", &seen.wrong[..seen.wrong.len().min(5)]);
-    assert!(seen.acked.len() >= 500, "too little load: {:?}", seen.statuses);
+    assert!(
+        seen.wrong.is_empty(),
+        "clients saw: {:?}",
+        &seen.wrong[..seen.wrong.len().min(5)]
+    );
+    assert!(
+        seen.acked.len() >= 500,
+        "too little load: {:?}",
+        seen.statuses
+    );
     let active = active_worker(&workers).await;
     drained(&setup, workers[active].port).await;
     check_log(&setup, nodes[1].port, &key, &seen.acked).await;
@@ -559,7 +588,10 @@ async fn cluster_with_no_worker_ingest_acknowledges_until_the_stream_is_full_the
         match resp.status().as_u16() {
             202 => acked.extend(ids),
             503 => {
-                assert!(resp.headers().contains_key("retry-after"), "503 without Retry-After");
+                assert!(
+                    resp.headers().contains_key("retry-after"),
+                    "503 without Retry-After"
+                );
                 full = Some(resp.json::<Value>().await.expect("problem"));
                 break;
             }
@@ -568,11 +600,18 @@ async fn cluster_with_no_worker_ingest_acknowledges_until_the_stream_is_full_the
     }
     let full = full.expect("a 1 MiB stream fills up");
     assert_eq!(full["code"], "stream_full", "{full}");
-    assert!(acked.len() > 50, "the stream absorbed only {} events", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the stream absorbed only {} events",
+        acked.len()
+    );
     // The lag is visible on the node: its health and its metrics.
     let h = health(node.port).await.expect("health");
     assert_eq!(h["role"], "ingest");
-    assert!(h["cluster"]["lag_messages"].as_u64().unwrap_or(0) > 0, "{h}");
+    assert!(
+        h["cluster"]["lag_messages"].as_u64().unwrap_or(0) > 0,
+        "{h}"
+    );
     assert_eq!(h["status"], "degraded", "{h}");
     let metrics = http
         .get(format!("http://127.0.0.1:{}/metrics", node.port))
@@ -582,8 +621,14 @@ async fn cluster_with_no_worker_ingest_acknowledges_until_the_stream_is_full_the
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("audittrail_nats_lag_messages"), "lag not exported");
-    assert!(metrics.contains("audittrail_nats_publish_ack_seconds"), "publish-ack latency not exported");
+    assert!(
+        metrics.contains("audittrail_nats_lag_messages"),
+        "lag not exported"
+    );
+    assert!(
+        metrics.contains("audittrail_nats_publish_ack_seconds"),
+        "publish-ack latency not exported"
+    );
 
     // A worker starts: the backlog is stored, every acknowledged event once.
     let worker = setup.worker();
@@ -594,8 +639,17 @@ async fn cluster_with_no_worker_ingest_acknowledges_until_the_stream_is_full_the
         .parse()
         .expect("count");
     assert_eq!(stored, acked.len(), "{}", setup.logs());
-    let resp = http.post(&url).json(&batch(0, 5000).1).send().await.expect("post");
-    assert_eq!(resp.status().as_u16(), 202, "ingest resumes once the stream drained");
+    let resp = http
+        .post(&url)
+        .json(&batch(0, 5000).1)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "ingest resumes once the stream drained"
+    );
 }
 
 #[test]
@@ -603,7 +657,10 @@ fn cluster_mode_refuses_sqlite_at_start_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(binary())
         .args(["--data-dir", &dir.path().display().to_string()])
-        .args(["--database-url", &format!("sqlite:///{}/x.db", dir.path().display())])
+        .args([
+            "--database-url",
+            &format!("sqlite:///{}/x.db", dir.path().display()),
+        ])
         .args(["--nats-url", "nats://127.0.0.1:1"])
         .arg("serve")
         .output()
@@ -613,5 +670,108 @@ fn cluster_mode_refuses_sqlite_at_start_up() {
     assert!(
         err.contains("AUDITTRAIL_NATS_URL") && err.contains("Postgres"),
         "{err}"
+    );
+}
+
+/// A live socket on `port` with `key`; the hello message is read.
+async fn live_socket(
+    port: u16,
+    key: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://127.0.0.1:{port}/ws/live")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("live socket opens");
+    let hello = ws.next().await.expect("hello").expect("socket");
+    assert!(hello.to_text().unwrap_or_default().contains("hello"));
+    ws
+}
+
+/// Span records of `trace` that arrive on `ws` within `wait`.
+async fn spans_of(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    trace: &str,
+    wait: Duration,
+) -> usize {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut found = 0;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or_default()) else {
+            continue;
+        };
+        let records = if v["type"] == "batch" {
+            v["records"].as_array().cloned().unwrap_or_default()
+        } else {
+            vec![v]
+        };
+        found += records
+            .iter()
+            .filter(|r| r["type"] == "span" && r["trace_id"] == trace)
+            .count();
+        if found > 0 {
+            break;
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_the_live_feed_crosses_nodes_scoped_to_the_callers_projects() {
+    let _serial = SERIAL.lock().await;
+    let setup = Setup::new(64 << 20);
+    let (a, b, worker) = (setup.ingest_node(), setup.ingest_node(), setup.worker());
+    for p in [&a, &b, &worker] {
+        wait_http(p.port).await;
+    }
+    let owner = bootstrap(a.port).await;
+    let admin = client_with_key(&owner);
+    let mut keys = Vec::new();
+    for (name, project) in [("alpha-reader", "alpha"), ("beta-reader", "beta")] {
+        let resp: Value = admin
+            .post(format!("http://127.0.0.1:{}/api/v1/keys", a.port))
+            .json(&json!({ "name": name, "projects": [project], "permissions": ["traces:read"] }))
+            .send()
+            .await
+            .expect("create key")
+            .json()
+            .await
+            .expect("key");
+        keys.push(resp["key"].as_str().expect("key").to_owned());
+    }
+    // Watching node B; the batch goes to node A.
+    let mut alpha = live_socket(b.port, &keys[0]).await;
+    let mut beta = live_socket(b.port, &keys[1]).await;
+    let (_, mut body) = batch(9, 0);
+    for e in body["events"].as_array_mut().expect("events") {
+        e["trace_id"] = json!("live-trace");
+    }
+    let resp = admin
+        .post(format!("http://127.0.0.1:{}/api/v1/traces", a.port))
+        .header("x-audittrail-project", "alpha")
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 202);
+    assert!(
+        spans_of(&mut alpha, "live-trace", Duration::from_secs(20)).await > 0,
+        "alpha's reader on node B saw the span stored from node A{}",
+        setup.logs()
+    );
+    assert_eq!(
+        spans_of(&mut beta, "live-trace", Duration::from_secs(2)).await,
+        0,
+        "beta's reader must not see alpha's records"
     );
 }

@@ -24,6 +24,11 @@ async fn erase(
     req: Request,
 ) -> Result<Json<Answer>, ApiError> {
     let project = principal.authorize(Permission::DataErase, "data.erase")?;
+    if state.cluster.is_some() {
+        return Err(ApiError::cluster_writer_only(
+            "an erasure (`audittrail erase`)",
+        ));
+    }
     let body = parse_json(&read_limited(req.into_body(), 16 * 1024).await?)?;
     let ask = erasure::parse(&body, &state.pipeline.redaction).map_err(ApiError::validation)?;
     let field = ask.selector.field();

@@ -40,6 +40,11 @@ async fn apply(
     req: Request,
 ) -> Result<Json<SweepReport>, ApiError> {
     principal.authorize(Permission::AdminAll, "retention.apply")?;
+    if state.cluster.is_some() {
+        return Err(ApiError::cluster_writer_only(
+            "an on-demand sweep (`audittrail retention apply`; the workers also sweep hourly)",
+        ));
+    }
     let raw = read_limited(req.into_body(), 4 * 1024).await?;
     let body = if raw.iter().all(u8::is_ascii_whitespace) {
         json!({})

@@ -44,7 +44,9 @@ pub async fn take_over(cluster: &Cluster) -> Result<PullConsumer, ClusterError> 
     stream
         .create_consumer(pull::Config {
             durable_name: Some(name),
-            description: Some("AuditTrail worker (recreated by each worker that takes over)".into()),
+            description: Some(
+                "AuditTrail worker (recreated by each worker that takes over)".into(),
+            ),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: ACK_WAIT,

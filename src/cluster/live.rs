@@ -73,7 +73,12 @@ pub fn publish_committed(cluster: Cluster, writer: &WriterHandle) -> tokio::task
                 Ok(group) => {
                     let payload =
                         serde_json::to_vec(&to_wire(&group)).expect("a committed group serialises");
-                    if cluster.client.publish(subject.clone(), payload.into()).await.is_err() {
+                    if cluster
+                        .client
+                        .publish(subject.clone(), payload.into())
+                        .await
+                        .is_err()
+                    {
                         metrics::counter!("audittrail_live_relay_dropped_total").increment(1);
                     }
                 }
@@ -100,7 +105,9 @@ pub async fn relay(
         while let Some(msg) = sub.next().await {
             match serde_json::from_slice::<WireGroup>(&msg.payload) {
                 Ok(group) => writer.relay(from_wire(group)),
-                Err(e) => tracing::warn!(error = %e, "ignored a live-feed message that is not a committed group"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignored a live-feed message that is not a committed group")
+                }
             }
         }
     }))

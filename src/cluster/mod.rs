@@ -153,7 +153,9 @@ impl Cluster {
             num_replicas: self.cfg.replicas,
             duplicate_window: self.cfg.duplicate_window,
             storage: stream::StorageType::File,
-            description: Some("AuditTrail: redacted ingest batches on their way to the worker".into()),
+            description: Some(
+                "AuditTrail: redacted ingest batches on their way to the worker".into(),
+            ),
             ..Default::default()
         }
     }
@@ -172,8 +174,7 @@ impl Cluster {
                     .await
                     .map_err(|e| fail(e.to_string()))?
                     .clone();
-                if info.config.subjects != want.subjects
-                    || info.config.retention != want.retention
+                if info.config.subjects != want.subjects || info.config.retention != want.retention
                 {
                     return Err(fail(format!(
                         "exists with subjects {:?} and retention {:?}; AuditTrail needs {:?} and work-queue retention (set AUDITTRAIL_NATS_STREAM to another name, or delete it)",

@@ -67,7 +67,9 @@ impl Publisher {
                 .js
                 .send_publish(
                     self.cluster.cfg.events_subject(),
-                    PublishMessage::build().payload(payload.into()).message_id(id),
+                    PublishMessage::build()
+                        .payload(payload.into())
+                        .message_id(id),
                 )
                 .await?
                 .await

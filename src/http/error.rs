@@ -40,6 +40,17 @@ impl ApiError {
         }
     }
 
+    /// Cluster mode, on an ingest node: a write only the worker (the writer) can do.
+    pub fn cluster_writer_only(what: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "cluster_mode",
+            format!(
+                "{what} writes through the log's single writer, which in cluster mode is `audittrail worker`: stop the workers, run the `audittrail` command on the database (ingest keeps acknowledging; the stream holds the batches meanwhile), then start them again. See \"Scaling out\" in the README"
+            ),
+        )
+    }
+
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::auth::permission::Permission;
+use crate::cluster::publish::PublishFailure;
 use crate::http::AppState;
 use crate::http::body::{parse_json, read_limited};
 use crate::http::error::ApiError;
-use crate::cluster::publish::PublishFailure;
 use crate::pipeline::{IngestError, Ingested};
 use crate::store::AppendError;
 

@@ -79,7 +79,9 @@ pub enum StoreError {
     Checkpoint { path: PathBuf, reason: String },
     /// Cluster mode: a batch does not continue the stream position the log holds (an earlier
     /// message failed, or another worker wrote meanwhile); nothing of it was stored.
-    #[error("stream position: expected to continue from {stored}, the batch continues from {after}")]
+    #[error(
+        "stream position: expected to continue from {stored}, the batch continues from {after}"
+    )]
     OutOfOrder { stored: u64, after: u64 },
 }
 
