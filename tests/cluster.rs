@@ -501,7 +501,7 @@ async fn bootstrap(port: u16) -> String {
 async fn cluster_two_nodes_and_two_workers_store_every_acknowledged_event_once_through_faults() {
     let _serial = SERIAL.lock().await;
     let mut setup = Setup::new(256 << 20);
-    let mut nodes = vec![setup.ingest_node(), setup.ingest_node()];
+    let mut nodes = [setup.ingest_node(), setup.ingest_node()];
     let mut workers = vec![setup.worker(), setup.worker()];
     for p in nodes.iter().chain(workers.iter()) {
         wait_http(p.port).await;
