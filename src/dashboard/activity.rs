@@ -73,6 +73,8 @@ struct Overview {
     problems: Vec<LoadProblem>,
     healthy: bool,
     standby: bool,
+    /// Cluster mode: this node publishes to NATS; the worker writes.
+    cluster: bool,
     backend: &'static str,
     head_seq: String,
     uptime: String,
@@ -145,6 +147,7 @@ pub async fn overview(
         problems: state.rules.problems(),
         healthy: status.healthy(),
         standby: status.standby(),
+        cluster: state.cluster.is_some(),
         backend: state.store.backend().name(),
         head_seq: fmt::count(status.head_seq()),
         uptime: fmt::duration_ms(Some(state.started.elapsed().as_secs_f64() * 1000.0)),
