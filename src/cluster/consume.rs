@@ -60,6 +60,27 @@ pub async fn take_over(cluster: &Cluster) -> Result<PullConsumer, ClusterError> 
         .map_err(|e| nats(&e))
 }
 
+/// Largest batch a message may unpack to (an ingest node's body limit is far below).
+const MAX_UNPACKED: u64 = 256 << 20;
+
+/// The JSON of a batch message: gunzipped (ingest nodes compress batches), at most `limit`
+/// bytes; a payload that is not gzip is taken as it is.
+pub fn unpack(payload: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if !payload.starts_with(&[0x1f, 0x8b]) {
+        return Ok(payload.to_vec());
+    }
+    let mut out = Vec::with_capacity(payload.len() * 4);
+    flate2::read::GzDecoder::new(payload)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("gzip: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!("unpacks to more than {limit} bytes"));
+    }
+    Ok(out)
+}
+
 /// Decodes one stream message by its subject.
 pub fn decode(cluster: &Cluster, subject: &str, payload: &[u8]) -> Incoming {
     if subject == cluster.cfg.audit_subject() {
@@ -71,7 +92,11 @@ pub fn decode(cluster: &Cluster, subject: &str, payload: &[u8]) -> Incoming {
     if subject != cluster.cfg.events_subject() {
         return Incoming::Poison(format!("unknown subject {subject}"));
     }
-    match serde_json::from_slice::<BatchMessage>(payload) {
+    let json = match unpack(payload, MAX_UNPACKED) {
+        Ok(j) => j,
+        Err(e) => return Incoming::Poison(format!("batch: {e}")),
+    };
+    match serde_json::from_slice::<BatchMessage>(&json) {
         Ok(m) if m.v == WIRE_VERSION => Incoming::Batch(m),
         Ok(m) => Incoming::Newer(m.v),
         Err(e) => Incoming::Poison(format!("batch: {e}")),

@@ -16,6 +16,9 @@ pub enum PublishFailure {
     /// The stream holds `AUDITTRAIL_NATS_MAX_BYTES` of batches the worker has not stored yet.
     #[error("the stream is full: workers are behind or stopped")]
     Full,
+    /// Even compressed, the batch is larger than the NATS server's `max_payload`.
+    #[error("the batch is {size} bytes compressed; NATS takes at most {max} in one message")]
+    TooLarge { size: usize, max: usize },
     /// NATS did not acknowledge (down, restarting, timed out).
     #[error("NATS did not acknowledge the batch: {0}")]
     Unavailable(String),
@@ -59,7 +62,15 @@ impl Publisher {
             door: door.to_owned(),
             events: events.iter().map(PreparedEvent::to_wire).collect(),
         };
-        let payload = serde_json::to_vec(&message).expect("a batch message serialises");
+        let payload = compress(&serde_json::to_vec(&message).expect("a batch message serialises"));
+        let max = self.cluster.client.server_info().max_payload;
+        // Headers take a little room too; leave them a kilobyte.
+        if max > 0 && payload.len() + 1024 > max {
+            return Err(PublishFailure::TooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
         let id = message_id(project, events.iter().map(PreparedEvent::event_id));
         let started = Instant::now();
         let result = async {
@@ -120,6 +131,18 @@ impl Publisher {
     }
 }
 
+/// Batches travel gzip-compressed (JSON shrinks several times), so a large batch still fits
+/// in one NATS message: a batch stays one message, all or nothing.
+fn compress(json: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(json.len() / 4),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(json).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}
+
 /// The stream's de-duplication id of a batch: its project and its event ids (ids are unique
 /// per project only), hashed to a fixed length.
 pub fn message_id<'a>(project: &str, event_ids: impl Iterator<Item = &'a str>) -> String {
@@ -165,6 +188,17 @@ mod tests {
         assert_ne!(a, message_id("p2", ["e1", "e2"].into_iter()));
         assert_ne!(a, message_id("p1", ["e1e2"].into_iter()));
         assert!(a.starts_with("p1:") && a.len() == 3 + 32);
+    }
+
+    #[test]
+    fn batches_are_compressed_and_read_back() {
+        let json = br#"{"v":1,"events":[]}"#.repeat(50);
+        let packed = compress(&json);
+        assert!(packed.len() < json.len() / 5);
+        assert_eq!(
+            super::super::consume::unpack(&packed, 1 << 20).unwrap(),
+            json
+        );
     }
 
     #[test]

@@ -102,6 +102,13 @@ pub fn ingest_error(e: IngestError) -> ApiError {
             "the stream holds as much as it may while workers catch up; nothing of this request was stored, send it again later",
             5,
         ),
+        IngestError::Stream(PublishFailure::TooLarge { size, max }) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large_for_nats",
+            format!(
+                "this batch is {size} bytes compressed and NATS takes at most {max} in one message; send fewer events per request (or raise max_payload in nats-server)"
+            ),
+        ),
         IngestError::Stream(PublishFailure::Unavailable(cause)) => ApiError {
             internal: Some(cause),
             ..ApiError::unavailable(
