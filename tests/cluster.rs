@@ -774,4 +774,32 @@ async fn cluster_the_live_feed_crosses_nodes_scoped_to_the_callers_projects() {
         0,
         "beta's reader must not see alpha's records"
     );
+
+    // Guard mode answers on the node, synchronously; the request is stored by the worker.
+    let verdict: Value = admin
+        .post(format!("http://127.0.0.1:{}/api/v1/evaluate", b.port))
+        .header("x-audittrail-project", "alpha")
+        .json(
+            &json!({ "trace_id": "guarded", "kind": "tool", "name": "sql",
+                       "input": { "sql": "DELETE FROM users" } }),
+        )
+        .send()
+        .await
+        .expect("evaluate")
+        .json()
+        .await
+        .expect("verdict");
+    assert_eq!(verdict["decision"], "deny", "{verdict}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while setup
+        .sql("SELECT COUNT(*) FROM events WHERE record_type = 'guard' AND trace_id = 'guarded'")
+        != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the guard request was not stored{}",
+            setup.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
