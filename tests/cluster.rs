@@ -51,15 +51,20 @@ struct Nats {
     port: u16,
     store: PathBuf,
     log: PathBuf,
+    config: PathBuf,
     child: Option<Child>,
 }
 
 impl Nats {
-    fn start(dir: &Path) -> Nats {
+    /// With extra server configuration (`max_payload: 32768`).
+    fn start_with(dir: &Path, extra: &str) -> Nats {
+        let config = dir.join("nats.conf");
+        std::fs::write(&config, extra).expect("nats config");
         let mut n = Nats {
             port: free_port(),
             store: dir.join("nats-store"),
             log: dir.join("nats.log"),
+            config,
             child: None,
         };
         n.launch();
@@ -68,6 +73,8 @@ impl Nats {
 
     fn launch(&mut self) {
         let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&self.config)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -141,9 +148,13 @@ struct Setup {
 
 impl Setup {
     fn new(max_bytes: u64) -> Setup {
+        Self::with_nats(max_bytes, "")
+    }
+
+    fn with_nats(max_bytes: u64, nats_config: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = common::database_url_on(dir.path(), true);
-        let nats = Nats::start(dir.path());
+        let nats = Nats::start_with(dir.path(), nats_config);
         let tag = format!("{}_{}", std::process::id(), free_port());
         Setup {
             database_url,
@@ -802,4 +813,37 @@ async fn cluster_the_live_feed_crosses_nodes_scoped_to_the_callers_projects() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_a_batch_larger_than_one_nats_message_is_413_not_an_endless_503() {
+    let _serial = SERIAL.lock().await;
+    let setup = Setup::with_nats(64 << 20, "max_payload: 32768\n");
+    let node = setup.ingest_node();
+    wait_http(node.port).await;
+    let key = bootstrap(node.port).await;
+    let http = client_with_key(&key);
+    let url = format!("http://127.0.0.1:{}/api/v1/traces", node.port);
+    // Small batches fit (compressed); one of random text does not.
+    let resp = http
+        .post(&url)
+        .json(&batch(0, 0).1)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 202);
+    let noise = |n: usize| {
+        (0..n)
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (_, mut big) = batch(0, 1);
+    for e in big["events"].as_array_mut().expect("events") {
+        e["output"] = json!({ "content": noise(400) });
+    }
+    let resp = http.post(&url).json(&big).send().await.expect("post");
+    assert_eq!(resp.status().as_u16(), 413);
+    let problem: Value = resp.json().await.expect("problem");
+    assert_eq!(problem["code"], "batch_too_large_for_nats", "{problem}");
 }
