@@ -59,6 +59,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     crate::server::install_tls_provider();
+    // Installed now, so that what the worker records before the first scrape is kept.
+    let _ = crate::api::ops::metrics_handle();
     let resolved = config.resolve().map_err(ServeError::Config)?;
     let Some(cfg) = ClusterConfig::from_config(&config) else {
         return Err(ServeError::Config(vec![
