@@ -69,6 +69,8 @@ import sys
 start, acked, end, stored = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 print(f"stored {stored} spans in {end - start:.1f} s (load {acked - start:.1f} s, drain after it {end - acked:.1f} s): {stored / (end - start):.0f} events/s sustained")
 EOF
+wcpu=$(curl -fs "http://127.0.0.1:$w/metrics" | awk '/^audittrail_process_cpu_seconds /{print $2}')
+python3 -c "import sys; print(f'worker CPU {float(sys.argv[1]) / int(sys.argv[2]) * 1e6:.1f} µs per stored event (whole run, start-up included)')" "$wcpu" "$stored"
 echo "acknowledgement -> stored (worker histogram, linear within buckets):"
 curl -fs "http://127.0.0.1:$w/metrics" | python3 -c '
 import sys

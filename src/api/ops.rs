@@ -237,7 +237,7 @@ const USER_HZ: f64 = 100.0;
 /// `audittrail_process_resident_bytes` from `/proc/self`. The load generator reads the first
 /// to report the server's CPU per event, which varies far less than events/s on a shared
 /// machine. Elsewhere than Linux the gauges are simply absent.
-fn record_process_usage() {
+pub fn record_process_usage() {
     if let Some(cpu) = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| process_cpu_seconds(&stat))
