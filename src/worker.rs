@@ -461,6 +461,7 @@ async fn worker_metrics(State(s): State<HealthState>) -> impl IntoResponse {
     ClusterFacts::gather(&s.cluster).await;
     metrics::gauge!("audittrail_writer_standby")
         .set(f64::from(u8::from(s.writer.status.standby())));
+    crate::api::ops::record_process_usage();
     let handle = crate::api::ops::metrics_handle();
     handle.run_upkeep();
     (

@@ -650,6 +650,21 @@ async fn cluster_with_no_worker_ingest_acknowledges_until_the_stream_is_full_the
         .parse()
         .expect("count");
     assert_eq!(stored, acked.len(), "{}", setup.logs());
+    let worker_metrics = client()
+        .get(format!("http://127.0.0.1:{}/metrics", worker.port))
+        .send()
+        .await
+        .expect("worker metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "audittrail_cluster_end_to_end_seconds_bucket",
+        "audittrail_nats_lag_messages",
+        "audittrail_process_cpu_seconds",
+    ] {
+        assert!(worker_metrics.contains(name), "the worker exports {name}");
+    }
     let resp = http
         .post(&url)
         .json(&batch(0, 5000).1)
