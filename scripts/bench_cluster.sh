@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cluster throughput beside one SQLite node, in one sitting (docs/performance.md has the runs).
 #   scripts/bench_cluster.sh                   2 ingest nodes + 1 worker vs one SQLite node
-#   DURATION=30 CONNECTIONS=32 scripts/bench_cluster.sh
+#   DURATION=30 CONNECTIONS=32 BATCH=100 scripts/bench_cluster.sh
+#   CONNECTIONS=2 BATCH=10 ...   below the worker's capacity: the end-to-end latency without a backlog
 # Needs the release binary (cargo build --release), nats-server (Debian's package) and a
 # Postgres with trust auth at $AUDITTRAIL_TEST_PG (default postgres://postgres@127.0.0.1:5432).
 # Starts its own nats-server on a free port and its own database; removes both at the end.
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 BIN=target/release/audittrail
 DUR=${DURATION:-20}
 CONN=${CONNECTIONS:-32}
+BATCH=${BATCH:-100}
 PG=${AUDITTRAIL_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 work=$(mktemp -d)
 db="bench_cluster_$$"
@@ -31,7 +33,7 @@ p=$(port)
 "$BIN" "${common[@]}" --data-dir "$work/single" --bind "127.0.0.1:$p" serve 2>"$work/single.log" &
 pids+=($!)
 wait_http "http://127.0.0.1:$p/api/v1/health"
-"$BIN" bench --url "http://127.0.0.1:$p" --connections "$CONN" --duration "$DUR"
+"$BIN" bench --url "http://127.0.0.1:$p" --connections "$CONN" --batch "$BATCH" --duration "$DUR"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 echo "== cluster: 2 ingest nodes + 1 worker, NATS JetStream (file storage) + Postgres"
@@ -49,9 +51,9 @@ wait_http "http://127.0.0.1:$b/api/v1/health"
 wait_http "http://127.0.0.1:$w/api/v1/health"
 key=$(bootstrap "http://127.0.0.1:$a")
 start=$(date +%s.%N)
-"$BIN" bench --url "http://127.0.0.1:$a" --key "$key" --connections $((CONN / 2)) --duration "$DUR" > "$work/bench-a.txt" &
+"$BIN" bench --url "http://127.0.0.1:$a" --key "$key" --connections $((CONN / 2)) --batch "$BATCH" --duration "$DUR" > "$work/bench-a.txt" &
 ba=$!
-"$BIN" bench --url "http://127.0.0.1:$b" --key "$key" --connections $((CONN / 2)) --duration "$DUR" > "$work/bench-b.txt"
+"$BIN" bench --url "http://127.0.0.1:$b" --key "$key" --connections $((CONN / 2)) --batch "$BATCH" --duration "$DUR" > "$work/bench-b.txt"
 wait "$ba"
 acked_end=$(date +%s.%N)
 echo "node A: $(tail -1 "$work/bench-a.txt")"
