@@ -114,11 +114,24 @@ async fn ten_ablation_jobs_at_once_leave_the_service_answering() {
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (status, cancelled["status"].as_str()),
-        (200, Some("cancelled")),
-        "{cancelled}"
-    );
+    // Queued, it is cancelled at once; if a slot freed up and it started meanwhile (a loaded
+    // machine), it stops at its next chunk.
+    assert_eq!(status, 200, "{cancelled}");
+    let mut state = cancelled["status"].as_str().unwrap_or_default().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while state == "cancelling" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, v) = json_response(
+            client_with_key(&keys[9])
+                .get(app.url(&format!("/api/v1/ablation/{last}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        state = v["status"].as_str().unwrap_or_default().to_owned();
+    }
+    assert_eq!(state, "cancelled", "{cancelled}");
     // A job reads its own project's records only: 60 spans (61 if it started after the one
     // posted meanwhile), not the 3,000 of the other project.
     let first = started[0].1["id"].as_str().unwrap();
