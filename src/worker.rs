@@ -198,9 +198,18 @@ impl Worker {
                 .await
                 .map_err(|e| e.to_string())?
         };
-        let consumer = consume::take_over(&self.cluster)
+        let (consumer, last_sequence) = consume::take_over(&self.cluster)
             .await
             .map_err(|e| e.to_string())?;
+        if last_sequence < stored {
+            // The stream was deleted and recreated (or NATS lost its storage): its sequences
+            // started again, and every new message would look stored already. Refuse.
+            metrics::gauge!("audittrail_worker_stream_reset").set(1.0);
+            return Err(format!(
+                "the stream's last sequence ({last_sequence}) is below the position stored in the database ({stored}): the stream was reset. Nothing is read until an operator decides (README, \"Scaling out\")"
+            ));
+        }
+        metrics::gauge!("audittrail_worker_stream_reset").set(0.0);
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(FETCH_BATCH)
@@ -221,6 +230,9 @@ impl Worker {
         // `seen`: the last sequence taken in this session; `chain`: the last batch's (what the
         // next batch must continue, see `Position`).
         let (mut seen, mut chain) = (stored, stored);
+        // Deliveries of a fresh consumer are numbered 1, 2, 3, …; a gap means one was lost
+        // (it would come back only after `ack_wait`, out of order): start again.
+        let mut delivery = 0u64;
         let mut lock_check = tokio::time::interval(Duration::from_millis(500));
         let result = loop {
             let msg = tokio::select! {
@@ -244,10 +256,16 @@ impl Worker {
                 Some(Err(e)) => break Err(format!("reading the stream: {e}")),
                 None => break Err("the consumer's message stream ended".into()),
             };
-            let (seq, delivered) = match msg.info() {
-                Ok(i) => (i.stream_sequence, i.delivered),
+            let (seq, delivered, consumer_seq) = match msg.info() {
+                Ok(i) => (i.stream_sequence, i.delivered, i.consumer_sequence),
                 Err(e) => break Err(format!("a message without stream metadata: {e}")),
             };
+            if consumer_seq != delivery + 1 {
+                break Err(format!(
+                    "delivery {consumer_seq} followed delivery {delivery}: one was lost"
+                ));
+            }
+            delivery = consumer_seq;
             if delivered > 1 {
                 metrics::counter!("audittrail_nats_redeliveries_total").increment(1);
             }

@@ -30,18 +30,33 @@ pub enum Incoming {
     Poison(String),
 }
 
-/// Recreates the worker's durable consumer (see the module doc).
-pub async fn take_over(cluster: &Cluster) -> Result<PullConsumer, ClusterError> {
+/// Recreates the worker's durable consumer (see the module doc); returns it with the stream's
+/// last sequence. Any failure other than "there was none" ends the attempt: reusing the old
+/// consumer would deliver a dead worker's messages late and out of order.
+pub async fn take_over(cluster: &Cluster) -> Result<(PullConsumer, u64), ClusterError> {
     let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
-    let stream = cluster
+    let mut stream = cluster
         .js
         .get_stream(&cluster.cfg.stream)
         .await
         .map_err(|e| nats(&e))?;
+    let last_sequence = stream
+        .info()
+        .await
+        .map_err(|e| nats(&e))?
+        .state
+        .last_sequence;
     let name = cluster.cfg.consumer_name();
-    // Absent on the first start; any other failure shows up in the create below.
-    let _ = stream.delete_consumer(&name).await;
-    stream
+    match stream.delete_consumer(&name).await {
+        Ok(_) => {}
+        Err(e) if e.to_string().to_ascii_lowercase().contains("not found") => {}
+        Err(e) => {
+            return Err(ClusterError::Nats(format!(
+                "deleting the previous worker's consumer: {e}"
+            )));
+        }
+    }
+    let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(name),
             description: Some(
@@ -57,7 +72,8 @@ pub async fn take_over(cluster: &Cluster) -> Result<PullConsumer, ClusterError> 
             ..Default::default()
         })
         .await
-        .map_err(|e| nats(&e))
+        .map_err(|e| nats(&e))?;
+    Ok((consumer, last_sequence))
 }
 
 /// Largest batch a message may unpack to (an ingest node's body limit is far below).

@@ -456,6 +456,12 @@ impl Committer {
     async fn try_become_writer(&mut self) -> Result<(), StoreError> {
         if self.cfg.passive {
             self.status.standby.store(true, Ordering::Relaxed);
+            // The live feed starts after the log's head: read it once (relayed groups move it).
+            if self.status.head_seq() == 0 {
+                let mut conn = self.store.reader().await?;
+                let head = chain_state::load_head(&mut conn.exec(), &self.cfg.key).await?;
+                self.status.head_seq.fetch_max(head.seq, Ordering::Relaxed);
+            }
             return Ok(());
         }
         let mut conn = self.store.write_connection().await?;
@@ -480,6 +486,18 @@ impl Committer {
             }
             if self.status.standby.swap(false, Ordering::Relaxed) {
                 tracing::warn!("took over the writer lock: this server now writes the log");
+            }
+            // Keepalives from the server's side on the lock's session: if this host vanishes
+            // (power, network), Postgres ends the session within ~25 s, releasing the lock for
+            // a standby (by default it may wait for hours). Best effort: a pooler may refuse.
+            if let Err(e) = conn
+                .exec()
+                .execute_plain(
+                    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not set TCP keepalives on the writer's session; a vanished host may hold the writer lock until Postgres notices");
             }
             // Whatever the evaluation stage holds was computed while another server wrote.
             self.in_flight.generation.fetch_add(1, Ordering::SeqCst);
@@ -631,10 +649,11 @@ impl Committer {
             self.refuse(batch, || AppendError::Standby);
             return;
         }
-        self.pending_audit.clear();
+        // Entries a failed commit carried are still here (put back below).
         while let Ok(e) = audit.try_recv() {
             self.pending_audit.push(e);
         }
+        let carried = self.pending_audit.clone();
         let started = Instant::now();
         let result = self.commit(&mut batch).await;
         metrics::histogram!("audittrail_writer_commit_seconds")
@@ -655,6 +674,8 @@ impl Committer {
                 }
             }
             Err(err) => {
+                // The audit entries it carried ride along with the next transaction instead.
+                self.pending_audit = carried;
                 // Batches evaluated after this one counted it in their totals: refuse them.
                 self.in_flight.generation.fetch_add(1, Ordering::SeqCst);
                 self.status.healthy.store(false, Ordering::Relaxed);
