@@ -862,3 +862,65 @@ async fn cluster_a_batch_larger_than_one_nats_message_is_413_not_an_endless_503(
     let problem: Value = resp.json().await.expect("problem");
     assert_eq!(problem["code"], "batch_too_large_for_nats", "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_a_reset_stream_is_refused_not_taken_for_stored_batches() {
+    let _serial = SERIAL.lock().await;
+    let setup = Setup::new(64 << 20);
+    let node = setup.ingest_node();
+    let worker = setup.worker();
+    wait_http(node.port).await;
+    wait_http(worker.port).await;
+    let key = bootstrap(node.port).await;
+    let http = client_with_key(&key);
+    let url = format!("http://127.0.0.1:{}/api/v1/traces", node.port);
+    for n in 0..5 {
+        let resp = http
+            .post(&url)
+            .json(&batch(1, n).1)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    drained(&setup, worker.port).await;
+    // Someone deletes the stream; a restarted node creates it again, numbering from 1.
+    let nats = async_nats::connect(setup.nats.url()).await.expect("nats");
+    async_nats::jetstream::new(nats)
+        .delete_stream(&setup.stream)
+        .await
+        .expect("delete stream");
+    drop(node);
+    let node = setup.ingest_node();
+    wait_http(node.port).await;
+    let url = format!("http://127.0.0.1:{}/api/v1/traces", node.port);
+    let resp = http
+        .post(&url)
+        .json(&batch(2, 0).1)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 202, "the stream absorbs it");
+    // The worker does not take the new message 1 for a stored one: it stops reading.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = setup.sql("SELECT COUNT(*) FROM events WHERE event_id LIKE 'c2-%'");
+    assert_eq!(
+        stored, "0",
+        "nothing of the new stream is skipped or stored"
+    );
+    let h = health(worker.port).await.expect("health");
+    assert_eq!(
+        h["cluster"]["lag_messages"], 1,
+        "the batch waits in the stream: {h}"
+    );
+    let log = std::fs::read_to_string(setup.dir.path().join("worker-1.log")).unwrap_or_default();
+    assert!(log.contains("the stream was reset"), "{}", setup.logs());
+    // The operator resets the position: the waiting batch is stored.
+    setup.sql(&format!(
+        "DELETE FROM stream_progress WHERE stream = '{}'",
+        setup.stream
+    ));
+    drained(&setup, worker.port).await;
+    let stored = setup.sql("SELECT COUNT(*) FROM events WHERE event_id LIKE 'c2-%'");
+    assert_eq!(stored, "5", "{}", setup.logs());
+}
