@@ -76,6 +76,10 @@ trap drop_test_databases EXIT
 log "format and lints"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The fuzz crate lives outside the workspace (cargo fuzz builds it with nightly): check that
+# it still compiles against the library, so a change cannot break it unnoticed.
+log "fuzz targets (nightly check)"
+cargo +nightly check --locked --manifest-path fuzz/Cargo.toml --bins
 
 log "build"
 cargo build --locked --release --bin audittrail
