@@ -213,7 +213,10 @@ async fn prometheus(
         "degraded" => 1.0,
         _ => 2.0,
     });
-    metrics::gauge!("audittrail_writer_standby").set(f64::from(u8::from(facts.standby)));
+    // An ingest node's writer is passive by design, not a standby waiting to take over.
+    metrics::gauge!("audittrail_writer_standby").set(f64::from(u8::from(
+        facts.standby && facts.cluster.is_none(),
+    )));
     metrics::gauge!("audittrail_writer_queue_capacity").set(state.appender.queue_capacity() as f64);
     metrics::gauge!("audittrail_writer_queue_depth")
         .set((state.appender.queue_capacity() - state.appender.queue_free()) as f64);
