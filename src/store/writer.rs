@@ -678,6 +678,13 @@ impl Committer {
                 self.pending_audit = carried;
                 // Batches evaluated after this one counted it in their totals: refuse them.
                 self.in_flight.generation.fetch_add(1, Ordering::SeqCst);
+                if let StoreError::OutOfOrder { .. } = err {
+                    // Not a store failure: a batch behind one that was not stored, refused
+                    // before anything was written; the worker starts again from the position.
+                    tracing::warn!(error = %err, requests = batch.requests.len(), "batch refused: it does not continue the stored stream position");
+                    self.refuse(batch, || AppendError::Retry);
+                    return;
+                }
                 self.status.healthy.store(false, Ordering::Relaxed);
                 metrics::counter!("audittrail_store_errors_total").increment(1);
                 tracing::error!(error = %err, requests = batch.requests.len(), events = batch.events, "append transaction failed; nothing of it was stored");
@@ -1081,18 +1088,7 @@ impl Committer {
             .ok_or_else(|| StoreError::Connect("the writer lost its connection".into()))?;
         let mut tx = conn.begin_write().await?;
         let mut db = tx.exec();
-        insert_records(&mut db, &rows).await?;
-        if !traces.is_empty() {
-            traces.write(&mut db).await?;
-        }
-        if !violation_rows.is_empty() {
-            violations::insert(&mut db, &violation_rows).await?;
-        }
-        // Audit entries that queued up ride along in the same transaction.
-        if !pending_audit.is_empty() {
-            audit_log::append(&mut db, &key, &pending_audit).await?;
-        }
-        chain_state::write_head(&mut db, &key, &head).await?;
+        // Cluster mode: first, whether this batch continues the stored stream position.
         if let Some(stream) = &self.cfg.stream {
             let mut positions = batch.requests.iter().filter_map(|r| r.position);
             if let Some(first) = positions.next() {
@@ -1116,6 +1112,18 @@ impl Committer {
                 super::stream_progress::record(&mut db, stream, last.seq).await?;
             }
         }
+        insert_records(&mut db, &rows).await?;
+        if !traces.is_empty() {
+            traces.write(&mut db).await?;
+        }
+        if !violation_rows.is_empty() {
+            violations::insert(&mut db, &violation_rows).await?;
+        }
+        // Audit entries that queued up ride along in the same transaction.
+        if !pending_audit.is_empty() {
+            audit_log::append(&mut db, &key, &pending_audit).await?;
+        }
+        chain_state::write_head(&mut db, &key, &head).await?;
         tx.commit().await?;
         self.head = head;
         self.status.head_seq.store(head.seq, Ordering::Relaxed);
