@@ -105,13 +105,7 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
     }
     let redaction =
         crate::redact::setup::build_stage(&config, &resolved).map_err(ServeError::Config)?;
-    let rules_dir = config.rules_dir.clone();
-    let rules = Arc::new(
-        tokio::task::spawn_blocking(move || LiveRules::load(&rules_dir))
-            .await
-            .map_err(|e| ServeError::Config(vec![format!("loading rules: {e}")]))?,
-    );
-    let rules_watcher = rules::live::watch(rules.clone());
+    let (rules, rules_watcher) = load_rules(&config).await?;
     let checkpointer = store.spawn_checkpointer();
     let (audit_sink, audit_rx) = AuditSink::channel(4096);
     let cluster = match ClusterConfig::from_config(&config) {
@@ -233,6 +227,20 @@ pub async fn build(config: Config) -> Result<Service, ServeError> {
         _rules_watcher: rules_watcher,
         _lock: lock,
     })
+}
+
+/// Loads the rules directory (off the async workers) and watches it for hot reloads.
+pub async fn load_rules(
+    config: &Config,
+) -> Result<(Arc<LiveRules>, Option<notify::RecommendedWatcher>), ServeError> {
+    let dir = config.rules_dir.clone();
+    let rules = Arc::new(
+        tokio::task::spawn_blocking(move || LiveRules::load(&dir))
+            .await
+            .map_err(|e| ServeError::Config(vec![format!("loading rules: {e}")]))?,
+    );
+    let watcher = rules::live::watch(rules.clone());
+    Ok((rules, watcher))
 }
 
 /// Webhook alerts on the violations `writer` commits (one node, or the cluster's worker).

@@ -33,8 +33,8 @@ use crate::cluster::{Cluster, ClusterConfig, ClusterFacts};
 use crate::config::{Config, DatabaseTarget};
 use crate::pipeline::Appender;
 use crate::pipeline::evaluate;
-use crate::rules::{self, live::LiveRules};
-use crate::server::{ServeError, chain_key, evaluate_config, open_store, start_alerts};
+use crate::rules::live::LiveRules;
+use crate::server::{ServeError, chain_key, evaluate_config, load_rules, open_store, start_alerts};
 use crate::store::chain::PersonalKey;
 use crate::store::writer::{self, Position, WriterConfig, WriterHandle};
 use crate::store::{AppendError, AppendOutcome, PreparedEvent, Store, stream_progress};
@@ -73,13 +73,7 @@ pub async fn run(
         ]));
     }
     let store = open_store(&config, &resolved).await?;
-    let rules_dir = config.rules_dir.clone();
-    let rules = Arc::new(
-        tokio::task::spawn_blocking(move || LiveRules::load(&rules_dir))
-            .await
-            .map_err(|e| ServeError::Config(vec![format!("loading rules: {e}")]))?,
-    );
-    let _rules_watcher = rules::live::watch(rules.clone());
+    let (rules, _rules_watcher) = load_rules(&config).await?;
     let cluster = Cluster::connect(cfg, "audittrail-worker").await?;
     let (audit, audit_rx) = AuditSink::channel(4096);
     let (writer, writer_task) = writer::spawn(

@@ -35,17 +35,13 @@ pub enum Incoming {
 /// consumer would deliver a dead worker's messages late and out of order.
 pub async fn take_over(cluster: &Cluster) -> Result<(PullConsumer, u64), ClusterError> {
     let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
-    let mut stream = cluster
+    // The lookup returns the stream's current info.
+    let stream = cluster
         .js
         .get_stream(&cluster.cfg.stream)
         .await
         .map_err(|e| nats(&e))?;
-    let last_sequence = stream
-        .info()
-        .await
-        .map_err(|e| nats(&e))?
-        .state
-        .last_sequence;
+    let last_sequence = stream.cached_info().state.last_sequence;
     let name = cluster.cfg.consumer_name();
     match stream.delete_consumer(&name).await {
         Ok(_) => {}

@@ -203,27 +203,26 @@ impl Cluster {
         }
     }
 
-    /// Messages and bytes waiting in the stream (not yet stored by a worker).
-    pub async fn backlog(&self) -> Result<(u64, u64), ClusterError> {
-        let mut s = self
+    /// The stream's backlog (messages, bytes not yet stored by a worker) and, when the worker's
+    /// consumer exists, its redelivered and unacknowledged counts: one lookup of each (both
+    /// lookups return the current info).
+    async fn state(&self) -> Result<((u64, u64), Option<(usize, usize)>), ClusterError> {
+        let stream = self
             .js
             .get_stream(&self.cfg.stream)
             .await
             .map_err(|e| ClusterError::Nats(e.to_string()))?;
-        let info = s
-            .info()
+        let state = &stream.cached_info().state;
+        let backlog = (state.messages, state.bytes);
+        let consumer = stream
+            .get_consumer::<jetstream::consumer::pull::Config>(&self.cfg.consumer_name())
             .await
-            .map_err(|e| ClusterError::Nats(e.to_string()))?;
-        Ok((info.state.messages, info.state.bytes))
-    }
-
-    /// The worker consumer's redelivery count and pending acknowledgements, if it exists.
-    pub async fn consumer_state(&self) -> Option<(usize, usize)> {
-        let stream = self.js.get_stream(&self.cfg.stream).await.ok()?;
-        let mut consumer: jetstream::consumer::PullConsumer =
-            stream.get_consumer(&self.cfg.consumer_name()).await.ok()?;
-        let info = consumer.info().await.ok()?;
-        Some((info.num_redelivered, info.num_ack_pending))
+            .ok()
+            .map(|c| {
+                let info = c.cached_info();
+                (info.num_redelivered, info.num_ack_pending)
+            });
+        Ok((backlog, consumer))
     }
 }
 
@@ -244,15 +243,12 @@ pub struct ClusterFacts {
 
 impl ClusterFacts {
     pub async fn gather(cluster: &Cluster) -> Self {
-        let limit = Duration::from_secs(2);
-        let backlog = tokio::time::timeout(limit, cluster.backlog())
+        let read = tokio::time::timeout(Duration::from_secs(2), cluster.state())
             .await
             .ok()
             .and_then(Result::ok);
-        let consumer = tokio::time::timeout(limit, cluster.consumer_state())
-            .await
-            .ok()
-            .flatten();
+        let backlog = read.map(|r| r.0);
+        let consumer = read.and_then(|r| r.1);
         let facts = ClusterFacts {
             nats_connected: cluster.connected(),
             lag_messages: backlog.map(|b| b.0),
